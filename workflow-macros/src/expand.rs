@@ -1,0 +1,510 @@
+//! Code generation for `workflow!`. `executor` only ever sees a graph that `Graph::build`
+//! resolved and `validate::check` accepted; on errors, `stub` still defines the workflow
+//! type, so code that names it adds no secondary errors.
+//!
+//! What is generated, inside `const _: () = { ... };` except the type itself:
+//! - the workflow type (holding the shared context and run options) and its inherent
+//!   methods: `new`, `with_context`, `with_options`, `run`, `start`, `graph`;
+//! - `__wf_Run`, the state of one run: the context, the inputs, one slot per node;
+//! - a `static` `Graph` describing nodes, edges and policies;
+//! - `Compiled::node`, one `match` arm per node calling the step with its inputs. Each
+//!   argument is spanned at the user's argument, so a type mismatch is rustc's own error at
+//!   that token;
+//! - `__wf_uses`, a never-called function that mirrors the bindings as local variables, so
+//!   that an unused node output is rustc's own `unused_variables` warning at the binding.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
+
+use crate::errors::Errors;
+use crate::model::{Graph, Source};
+use crate::parse::WorkflowInput;
+use crate::tokens::{respan, type_string};
+use crate::validate;
+
+/// `workflow!`: parse, build the graph, check it, expand it.
+pub(crate) fn workflow(input: TokenStream) -> TokenStream {
+    let input: WorkflowInput = match syn::parse2(input) {
+        Ok(input) => input,
+        Err(error) => return error.into_compile_error(),
+    };
+    let mut errors = Errors::default();
+    let graph = Graph::build(input, &mut errors);
+    if errors.is_empty() {
+        validate::check(&graph, &mut errors);
+    }
+    match errors.finish() {
+        Ok(()) => executor(&graph),
+        Err(error) => {
+            let mut out = stub(&graph);
+            out.extend(error.into_compile_error());
+            out
+        }
+    }
+}
+
+/// The types a workflow's public surface is made of.
+struct Surface {
+    private: TokenStream,
+    ctx_ty: TokenStream,
+    input_ty: TokenStream,
+    output_ty: TokenStream,
+}
+
+impl Surface {
+    fn of(graph: &Graph) -> Self {
+        let krate = &graph.krate;
+        let ctx_ty = graph
+            .ctx
+            .as_ref()
+            .map_or_else(|| quote!(()), |(_, ty)| ty.to_token_stream());
+        let input_ty = match graph.inputs.as_slice() {
+            [] => quote!(()),
+            [input] => input.ty.to_token_stream(),
+            inputs => {
+                let types = inputs.iter().map(|input| &input.ty);
+                quote!((#(#types,)*))
+            }
+        };
+        let output_ty = graph
+            .output_ty
+            .as_ref()
+            .map_or_else(|| quote!(()), ToTokens::to_token_stream);
+        Self {
+            private: quote!(#krate::__private),
+            ctx_ty,
+            input_ty,
+            output_ty,
+        }
+    }
+}
+
+/// The workflow type, and its impls (to place in a `const _` block); `bodies` gives the
+/// bodies of `run`, `start` and `graph` (the real ones, or stand-ins when the workflow has
+/// errors).
+fn workflow_type(
+    graph: &Graph,
+    surface: &Surface,
+    bodies: [TokenStream; 3],
+) -> (TokenStream, TokenStream) {
+    let Surface {
+        private,
+        ctx_ty,
+        input_ty,
+        output_ty,
+    } = surface;
+    let [run_body, start_body, graph_body] = bodies;
+    let attrs = &graph.attrs;
+    let vis = &graph.vis;
+    let name = &graph.name;
+    let constructor = if graph.ctx.is_some() {
+        quote! {
+            /// Creates the workflow with its context, which every run shares and every step
+            /// may borrow.
+            pub fn new(ctx: #ctx_ty) -> Self {
+                Self::with_context(#private::ArcPtr::new(ctx))
+            }
+        }
+    } else {
+        quote! {
+            /// Creates the workflow.
+            pub fn new() -> Self {
+                Self::with_context(#private::ArcPtr::new(()))
+            }
+        }
+    };
+    let default_impl = graph.ctx.is_none().then(|| {
+        quote! {
+            impl ::core::default::Default for #name {
+                fn default() -> Self {
+                    Self::new()
+                }
+            }
+        }
+    });
+    let ty = quote! {
+        #(#attrs)*
+        #vis struct #name {
+            __wf_ctx: #private::ArcPtr<#ctx_ty>,
+            __wf_options: #private::RunOptions,
+        }
+    };
+    let impls = quote! {
+            impl #name {
+                #constructor
+
+                /// Creates the workflow around a context that is already shared.
+                pub fn with_context(ctx: #private::ArcPtr<#ctx_ty>) -> Self {
+                    Self {
+                        __wf_ctx: ctx,
+                        __wf_options: #private::RunOptions::new(),
+                    }
+                }
+
+                /// Sets the options (concurrency limit, parallelism) of the runs this value
+                /// starts.
+                #[must_use]
+                pub fn with_options(mut self, options: #private::RunOptions) -> Self {
+                    self.__wf_options = options;
+                    self
+                }
+
+                /// Runs the workflow to completion in the calling task and returns its
+                /// output.
+                ///
+                /// # Errors
+                ///
+                /// When a step fails for good: the error names the node and carries the
+                /// step's error; the steps still running are cancelled first.
+                pub async fn run(
+                    &self,
+                    input: #input_ty,
+                ) -> ::core::result::Result<#output_ty, #private::RunError> {
+                    #run_body
+                }
+
+                /// Starts a run in a new tokio task. The handle streams the run's events,
+                /// cancels it, or awaits its output.
+                ///
+                /// # Panics
+                ///
+                /// When called outside a tokio runtime.
+                pub fn start(&self, input: #input_ty) -> #private::RunHandle<#output_ty> {
+                    #start_body
+                }
+
+                /// The static description of this workflow: nodes, edges and policies,
+                /// renderable as Mermaid or Graphviz DOT.
+                pub fn graph() -> &'static #private::Graph {
+                    #graph_body
+                }
+            }
+
+            impl ::core::clone::Clone for #name {
+                fn clone(&self) -> Self {
+                    Self {
+                        __wf_ctx: #private::ArcPtr::clone(&self.__wf_ctx),
+                        __wf_options: ::core::clone::Clone::clone(&self.__wf_options),
+                    }
+                }
+            }
+
+            impl ::core::fmt::Debug for #name {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.debug_struct(::core::stringify!(#name)).finish_non_exhaustive()
+                }
+            }
+
+            #default_impl
+    };
+    (ty, impls)
+}
+
+/// The workflow type alone, for a workflow with errors: its methods never run, because the
+/// errors stop the build.
+pub(crate) fn stub(graph: &Graph) -> TokenStream {
+    let surface = Surface::of(graph);
+    let unreachable = quote!(::core::panic!("this workflow failed to compile"));
+    let (ty, impls) = workflow_type(
+        graph,
+        &surface,
+        [unreachable.clone(), unreachable.clone(), unreachable],
+    );
+    quote! {
+        #ty
+        const _: () = {
+            #impls
+        };
+    }
+}
+
+/// The full expansion of a valid workflow.
+pub(crate) fn executor(graph: &Graph) -> TokenStream {
+    let surface = Surface::of(graph);
+    let Surface {
+        private,
+        ctx_ty,
+        input_ty,
+        output_ty,
+    } = &surface;
+    let name = &graph.name;
+
+    let (ty, impls) = workflow_type(
+        graph,
+        &surface,
+        [
+            quote!(#private::run::<Self>(&self.__wf_ctx, &self.__wf_options, input).await),
+            quote!(#private::start::<Self>(&self.__wf_ctx, &self.__wf_options, input)),
+            quote!(&__WF_GRAPH),
+        ],
+    );
+
+    // One alias per node: the step path appears once, so an unknown step is one error.
+    let aliases: Vec<_> = (0..graph.nodes.len())
+        .map(|i| format_ident!("__wf_S{}", i))
+        .collect();
+    let alias_decls = graph.nodes.iter().zip(&aliases).map(|(node, alias)| {
+        let path = &node.step;
+        quote!(type #alias = #path;)
+    });
+    let input_fields: Vec<_> = (0..graph.inputs.len())
+        .map(|i| format_ident!("__wf_in{}", i))
+        .collect();
+    let input_types = graph.inputs.iter().map(|input| &input.ty);
+    let node_fields: Vec<_> = (0..graph.nodes.len())
+        .map(|i| format_ident!("__wf_n{}", i))
+        .collect();
+
+    let new_run_body = match input_fields.as_slice() {
+        [] => quote! {
+            let () = input;
+        },
+        [field] => quote! {
+            let #field = input;
+        },
+        fields => quote! {
+            let (#(#fields,)*) = input;
+        },
+    };
+
+    let graph_static = graph_static(graph, &aliases, private);
+
+    let arms = graph.nodes.iter().enumerate().map(|(i, node)| {
+        let step_span = node.step.span();
+        let alias = respan(aliases[i].to_token_stream(), step_span);
+        let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), step_span);
+        let args = node.args.iter().map(|arg| {
+            let expr = match arg.source {
+                Some(Source::Input(index)) => {
+                    let field = &input_fields[index];
+                    quote!(&__wf_run.#field)
+                }
+                Some(Source::Node(dep)) => {
+                    let field = &node_fields[dep.0];
+                    quote!(#private::input(&__wf_run.#field)?)
+                }
+                None => quote!(::core::unreachable!()),
+            };
+            respan(expr, arg.ident.span())
+        });
+        let field = &node_fields[i];
+        let call = quote_spanned! {step_span=>
+            #alias::__wf_call(#ctx_arg, #(#args),*).await?
+        };
+        quote! {
+            #i => {
+                let __wf_run = #private::ArcPtr::clone(run);
+                ::std::boxed::Box::pin(async move {
+                    let __wf_value = #call;
+                    #private::fill(&__wf_run.#field, __wf_value);
+                    ::core::result::Result::Ok(())
+                })
+            }
+        }
+    });
+
+    let output_fn = graph.output.as_ref().map(|output| {
+        let expr = match output.source {
+            Source::Input(index) => {
+                let field = &input_fields[index];
+                quote!(run.#field)
+            }
+            Source::Node(node) => {
+                let field = &node_fields[node.0];
+                quote!(run.#field.into_inner()?)
+            }
+        };
+        let expr = respan(expr, output.span);
+        quote! {
+            fn output(run: __wf_Run) -> ::core::option::Option<#output_ty> {
+                let __wf_output: #output_ty = #expr;
+                ::core::option::Option::Some(__wf_output)
+            }
+        }
+    });
+
+    let uses = uses_check(graph);
+
+    quote! {
+        #ty
+
+        const _: () = {
+            #impls
+
+            #(#alias_decls)*
+
+            #[doc(hidden)]
+            pub struct __wf_Run {
+                __wf_ctx: #private::ArcPtr<#ctx_ty>,
+                #(#input_fields: #input_types,)*
+                #(#node_fields: #private::Slot<<#aliases as #private::Step>::Output>,)*
+            }
+
+            #graph_static
+
+            impl #private::Workflow for #name {
+                type Context = #ctx_ty;
+                type Input = #input_ty;
+                type Output = #output_ty;
+
+                fn graph() -> &'static #private::Graph {
+                    &__WF_GRAPH
+                }
+            }
+
+            impl #private::Compiled for #name {
+                type Run = __wf_Run;
+
+                fn new_run(ctx: #private::ArcPtr<#ctx_ty>, input: #input_ty) -> __wf_Run {
+                    #new_run_body
+                    __wf_Run {
+                        __wf_ctx: ctx,
+                        #(#input_fields,)*
+                        #(#node_fields: #private::Slot::new(),)*
+                    }
+                }
+
+                fn node(
+                    run: &#private::ArcPtr<__wf_Run>,
+                    node: #private::NodeId,
+                ) -> #private::NodeFuture {
+                    match node.0 {
+                        #(#arms)*
+                        _ => ::std::boxed::Box::pin(async {
+                            ::core::result::Result::Err(#private::StepError::msg(
+                                "internal error: no such node",
+                            ))
+                        }),
+                    }
+                }
+
+                #output_fn
+            }
+
+            #uses
+        };
+    }
+}
+
+fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) -> TokenStream {
+    let name = graph.name.to_string();
+    let doc = doc_string(&graph.attrs);
+    let inputs = graph.inputs.iter().map(|input| {
+        let name = input.name.to_string();
+        let ty = type_string(&input.ty);
+        quote!(#private::InputDef { name: #name, ty: #ty })
+    });
+    let source = |source: Source| match source {
+        Source::Input(i) => quote!(#private::Source::Input(#i)),
+        Source::Node(n) => {
+            let n = n.0;
+            quote!(#private::Source::Node(#private::NodeId(#n)))
+        }
+    };
+    let nodes = graph.nodes.iter().zip(aliases).map(|(node, alias)| {
+        let name = &node.name;
+        let sources = node.args.iter().filter_map(|arg| arg.source).map(source);
+        let deps = node.deps.iter().map(|d| d.0);
+        let dependents = node.dependents.iter().map(|d| d.0);
+        quote! {
+            #private::NodeDef {
+                name: #name,
+                step: <#alias as #private::Step>::NAME,
+                output_type: <#alias as #private::Step>::OUTPUT_TYPE,
+                inputs: &[#(#sources),*],
+                deps: &[#(#private::NodeId(#deps)),*],
+                dependents: &[#(#private::NodeId(#dependents)),*],
+                policy: <#alias as #private::Step>::POLICY,
+            }
+        }
+    });
+    let output = graph.output.as_ref().map_or_else(
+        || quote!(#private::Source::Input(0)),
+        |output| source(output.source),
+    );
+    let output_type = graph
+        .output_ty
+        .as_ref()
+        .map_or_else(|| "()".to_owned(), type_string);
+    quote! {
+        static __WF_GRAPH: #private::Graph = #private::Graph {
+            name: #name,
+            doc: #doc,
+            inputs: &[#(#inputs),*],
+            nodes: &[#(#nodes),*],
+            output: #output,
+            output_type: #output_type,
+        };
+    }
+}
+
+/// The workflow's doc comment, lines trimmed of the one leading space rustdoc adds.
+fn doc_string(attrs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"))
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .map(|line| line.strip_prefix(' ').unwrap_or(&line).to_owned())
+        .collect();
+    lines.join("\n")
+}
+
+/// A never-called function with one local per input and named binding, and one use per
+/// argument: rustc then warns about an unused output exactly as about an unused variable,
+/// at the binding, with its usual "prefix it with an underscore" help.
+fn uses_check(graph: &Graph) -> TokenStream {
+    let private = {
+        let krate = &graph.krate;
+        quote!(#krate::__private)
+    };
+    let lints = graph.attrs.iter().filter(|attr| {
+        ["allow", "warn", "deny", "forbid", "expect"]
+            .iter()
+            .any(|lint| attr.path().is_ident(lint))
+    });
+    let declared = graph
+        .inputs
+        .iter()
+        .map(|input| &input.name)
+        .chain(graph.nodes.iter().filter_map(|node| node.binding.as_ref()))
+        .filter(|ident| !ident.to_string().starts_with('_'))
+        .map(|ident| quote!(let #ident = #private::Binding;));
+    let used = graph
+        .nodes
+        .iter()
+        .flat_map(|node| &node.args)
+        .map(|arg| &arg.ident)
+        .filter(|ident| !ident.to_string().starts_with('_'))
+        .map(|ident| quote!(#private::used(&#ident);));
+    let output_use = output_binding(graph).map(|ident| quote!(#private::used(&#ident);));
+    let span = Span::call_site();
+    quote_spanned! {span=>
+        #[allow(dead_code, clippy::no_effect_underscore_binding)]
+        #(#lints)*
+        fn __wf_uses() {
+            #(#declared)*
+            #(#used)*
+            #output_use
+        }
+    }
+}
+
+/// The ident of the output when it is a binding or input (not a step call).
+fn output_binding(graph: &Graph) -> Option<&syn::Ident> {
+    let output = graph.output.as_ref()?;
+    let ident = match output.source {
+        Source::Input(i) => &graph.inputs[i].name,
+        Source::Node(n) => graph.nodes[n.0].binding.as_ref()?,
+    };
+    (!ident.to_string().starts_with('_')).then_some(ident)
+}

@@ -1,0 +1,328 @@
+//! The resolved workflow: every argument refers to a workflow input or to a node, every node
+//! has a unique name, and each node knows the nodes it waits for and the ones waiting for
+//! it.
+//!
+//! `Graph::build` reports unknown and duplicate names; a graph built without errors is fully
+//! resolved (every `Arg::source` is `Some`, `output` is `Some`), which is what `validate`
+//! and `expand` rely on. Nodes keep declaration order, and the output call, if any, comes
+//! last.
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::spanned::Spanned as _;
+use syn::{Attribute, Ident, Path, Type, Visibility};
+
+use crate::errors::{Errors, did_you_mean};
+use crate::parse::{BindingDecl, CallDecl, OutputDecl, WorkflowInput, path_name};
+
+/// The index of a node in `Graph::nodes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct NodeId(pub(crate) usize);
+
+/// Where a value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    Input(usize),
+    Node(NodeId),
+}
+
+pub(crate) struct Graph {
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) name: Ident,
+    /// Path to the facade crate (`::workflow`, or the `crate = "..."` override).
+    pub(crate) krate: Path,
+    pub(crate) ctx: Option<(Ident, Type)>,
+    pub(crate) inputs: Vec<Input>,
+    /// `None` when the `-> Type` is missing (an error was reported).
+    pub(crate) output_ty: Option<Type>,
+    pub(crate) nodes: Vec<Node>,
+    /// `None` when the workflow has no output or it did not resolve (an error was reported).
+    pub(crate) output: Option<Output>,
+}
+
+pub(crate) struct Input {
+    pub(crate) name: Ident,
+    pub(crate) ty: Type,
+}
+
+pub(crate) struct Node {
+    /// The node's unique name: its binding, or for `let _ =` and the output call, the step's
+    /// name (with a numeric suffix if that is taken).
+    pub(crate) name: String,
+    /// The binding as written, when the node has one (`let name = ...`).
+    pub(crate) binding: Option<Ident>,
+    pub(crate) step: Path,
+    pub(crate) args: Vec<Arg>,
+    /// Distinct upstream nodes, in argument order.
+    pub(crate) deps: Vec<NodeId>,
+    /// Distinct downstream nodes, in declaration order.
+    pub(crate) dependents: Vec<NodeId>,
+}
+
+pub(crate) struct Arg {
+    pub(crate) ident: Ident,
+    pub(crate) source: Option<Source>,
+}
+
+pub(crate) struct Output {
+    pub(crate) source: Source,
+    /// Where to point when the output's type does not match `-> Type`.
+    pub(crate) span: Span,
+}
+
+impl Graph {
+    pub(crate) fn build(input: WorkflowInput, errors: &mut Errors) -> Self {
+        let WorkflowInput {
+            attrs,
+            vis,
+            name,
+            paren,
+            params,
+            output_ty,
+            brace,
+            lets,
+            output,
+        } = input;
+        let (attrs, krate) = crate_override(attrs, errors);
+
+        if output_ty.is_none() {
+            errors.push(syn::Error::new(
+                paren.span.close(),
+                "missing output type: add `-> Type` after the workflow's inputs",
+            ));
+        }
+
+        let mut params = params.into_iter().peekable();
+        let ctx = params
+            .next_if(|param| is_context_name(&param.name))
+            .map(|param| (param.name, param.ty));
+        if let Some((name, ty)) = &ctx
+            && let Type::Reference(reference) = ty
+        {
+            errors.push(syn::Error::new(
+                reference.and_token.span,
+                format!(
+                    "the workflow owns its context: write `{name}: {}`, and steps borrow it as `&{}`",
+                    reference.elem.to_token_stream(),
+                    reference.elem.to_token_stream()
+                ),
+            ));
+        }
+        let inputs: Vec<Input> = params
+            .map(|param| Input {
+                name: param.name,
+                ty: param.ty,
+            })
+            .collect();
+
+        let mut names = Names::default();
+        for input in &inputs {
+            if is_context_name(&input.name) {
+                errors.push(syn::Error::new(
+                    input.name.span(),
+                    format!(
+                        "`{}` names the workflow's context, which must be its first parameter",
+                        input.name
+                    ),
+                ));
+            }
+            names.claim(&input.name, errors);
+        }
+
+        // Declare every node first: order in the block does not matter.
+        let mut nodes = Vec::with_capacity(lets.len() + 1);
+        let mut calls = Vec::with_capacity(lets.len() + 1);
+        for decl in lets {
+            let binding = match decl.binding {
+                BindingDecl::Name(ident) => {
+                    names.claim(&ident, errors);
+                    Some(ident)
+                }
+                BindingDecl::Discard => None,
+            };
+            nodes.push(Node {
+                name: binding
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                binding,
+                step: decl.call.step.clone(),
+                args: Vec::new(),
+                deps: Vec::new(),
+                dependents: Vec::new(),
+            });
+            calls.push(decl.call);
+        }
+        let mut output_call = None;
+        let output_binding = match output {
+            Some(OutputDecl::Call(call)) => {
+                nodes.push(Node {
+                    name: String::new(),
+                    binding: None,
+                    step: call.step.clone(),
+                    args: Vec::new(),
+                    deps: Vec::new(),
+                    dependents: Vec::new(),
+                });
+                output_call = Some(call.step.span());
+                calls.push(call);
+                None
+            }
+            Some(OutputDecl::Binding(ident)) => Some(ident),
+            None => {
+                errors.push(syn::Error::new(
+                    brace.span.close(),
+                    "this workflow has no output: end its body with the binding or step call whose value `run` returns, e.g. `publish(checked)`",
+                ));
+                None
+            }
+        };
+        // Unbound nodes are named after their step, made unique.
+        for node in &mut nodes {
+            if node.binding.is_none() {
+                node.name = names.fresh(&path_name(&node.step));
+            }
+        }
+
+        // Resolve arguments.
+        let scope: Vec<(String, Source)> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| (input.name.to_string(), Source::Input(i)))
+            .chain(nodes.iter().enumerate().filter_map(|(i, node)| {
+                node.binding
+                    .as_ref()
+                    .map(|b| (b.to_string(), Source::Node(NodeId(i))))
+            }))
+            .collect();
+        let resolve = |ident: &Ident, errors: &mut Errors| -> Option<Source> {
+            let name = ident.to_string();
+            if let Some((_, source)) = scope.iter().find(|(n, _)| *n == name) {
+                return Some(*source);
+            }
+            let message = match &ctx {
+                Some((ctx_name, _)) if *ctx_name == name => format!(
+                    "`{name}` is the workflow's context: steps receive it through their own leading `ctx` parameter, so do not pass it as an argument"
+                ),
+                _ => format!(
+                    "unknown binding `{name}`: no `let {name} = ...` and no workflow input of that name{}",
+                    did_you_mean(&name, scope.iter().map(|(n, _)| n.as_str()))
+                ),
+            };
+            errors.push(syn::Error::new(ident.span(), message));
+            None
+        };
+        for (index, call) in calls.into_iter().enumerate() {
+            let CallDecl { args, .. } = call;
+            nodes[index].args = args
+                .into_iter()
+                .map(|ident| {
+                    let source = resolve(&ident, errors);
+                    Arg { ident, source }
+                })
+                .collect();
+        }
+        let output = match (output_binding, output_call) {
+            (Some(ident), _) => resolve(&ident, errors).map(|source| Output {
+                source,
+                span: ident.span(),
+            }),
+            (None, Some(span)) => Some(Output {
+                source: Source::Node(NodeId(nodes.len() - 1)),
+                span,
+            }),
+            (None, None) => None,
+        };
+
+        // Edges, both ways, without duplicates.
+        for index in 0..nodes.len() {
+            let mut deps = Vec::new();
+            for arg in &nodes[index].args {
+                if let Some(Source::Node(dep)) = arg.source
+                    && !deps.contains(&dep)
+                {
+                    deps.push(dep);
+                }
+            }
+            for &dep in &deps {
+                nodes[dep.0].dependents.push(NodeId(index));
+            }
+            nodes[index].deps = deps;
+        }
+
+        Self {
+            attrs,
+            vis,
+            name,
+            krate,
+            ctx,
+            inputs,
+            output_ty,
+            nodes,
+            output,
+        }
+    }
+}
+
+/// A leading parameter with one of these names is the context, in workflows and in steps.
+pub(crate) fn is_context_name(ident: &Ident) -> bool {
+    ident == "ctx" || ident == "_ctx"
+}
+
+/// The names taken in a workflow, to report duplicates and make unbound nodes unique.
+#[derive(Default)]
+struct Names(Vec<(String, Span)>);
+
+impl Names {
+    fn claim(&mut self, ident: &Ident, errors: &mut Errors) {
+        let name = ident.to_string();
+        if self.0.iter().any(|(taken, _)| *taken == name) {
+            errors.push(syn::Error::new(
+                ident.span(),
+                format!("`{name}` is bound twice in this workflow: rename one of them"),
+            ));
+        } else {
+            self.0.push((name, ident.span()));
+        }
+    }
+
+    fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_owned();
+        let mut n = 2;
+        while self.0.iter().any(|(taken, _)| *taken == name) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        self.0.push((name.clone(), Span::call_site()));
+        name
+    }
+}
+
+/// Reads `#[workflow(crate = "path")]`, keeping the other attributes.
+fn crate_override(attrs: Vec<Attribute>, errors: &mut Errors) -> (Vec<Attribute>, Path) {
+    let mut krate: Path = syn::parse_quote!(::workflow);
+    let mut kept = Vec::with_capacity(attrs.len());
+    for attr in attrs {
+        if !attr.path().is_ident("workflow") {
+            kept.push(attr);
+            continue;
+        }
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                let value: syn::LitStr = meta.value()?.parse()?;
+                krate = value.parse()?;
+                Ok(())
+            } else {
+                Err(meta.error(format!(
+                    "unknown workflow option `{}`; expected `crate`",
+                    meta.path.to_token_stream()
+                )))
+            }
+        });
+        if let Err(error) = result {
+            errors.push(error);
+        }
+    }
+    (kept, krate)
+}

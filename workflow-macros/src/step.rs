@@ -1,0 +1,468 @@
+//! `#[step]`: checks a step function and emits its companion type.
+//!
+//! The function itself is emitted unchanged, so it stays callable on its own. Next to it:
+//! - a type with the same name (an empty `enum`, which lives only in the type namespace)
+//!   implementing `Step`: output type, name, policy;
+//! - `<name>::__wf_call`, the uniform entry point `workflow!` calls: the context as
+//!   `&Arc<Ctx>`, then every input by reference (owned parameters are cloned);
+//! - a compile-time assertion, spanned at the return type, that the output is serializable.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
+use syn::{FnArg, GenericParam, Item, ItemFn, LitInt, LitStr, Pat, Path, ReturnType, Type};
+
+use crate::errors::{Errors, did_you_mean};
+use crate::model::is_context_name;
+use crate::tokens::{respan, type_string};
+
+const OPTIONS: [&str; 5] = ["retries", "backoff", "timeout", "name", "crate"];
+
+/// `#[step(...)]` options.
+#[derive(Default)]
+struct StepOptions {
+    retries: Option<u32>,
+    backoff: Option<(u128, u128)>,
+    timeout: Option<u128>,
+    name: Option<String>,
+    krate: Option<Path>,
+}
+
+pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let options = parse_options(args, &mut errors);
+    let func = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(func)) => func,
+        Ok(other) => {
+            let (kind, span) = describe(&other);
+            errors.push(syn::Error::new(
+                span,
+                format!("`#[step]` goes on a function, not on {kind}"),
+            ));
+            return with_errors(item, errors);
+        }
+        Err(error) => {
+            errors.push(error);
+            return with_errors(item, errors);
+        }
+    };
+    match companion(&func, &options, &mut errors) {
+        Some(companion) if errors.is_empty() => quote!(#func #companion),
+        _ => with_errors(func.into_token_stream(), errors),
+    }
+}
+
+/// The item unchanged, followed by the errors (so that uses of the function do not add
+/// secondary errors).
+fn with_errors(item: TokenStream, errors: Errors) -> TokenStream {
+    let mut out = item;
+    if let Err(error) = errors.finish() {
+        out.extend(error.into_compile_error());
+    }
+    out
+}
+
+fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
+    let mut options = StepOptions::default();
+    let parser = syn::meta::parser(|meta| {
+        let key = meta.path.to_token_stream().to_string();
+        let seen = match key.as_str() {
+            "retries" => options.retries.is_some(),
+            "backoff" => options.backoff.is_some(),
+            "timeout" => options.timeout.is_some(),
+            "name" => options.name.is_some(),
+            "crate" => options.krate.is_some(),
+            _ => {
+                return Err(meta.error(format!(
+                    "unknown option `{key}`{}; expected one of {}",
+                    did_you_mean(&key, OPTIONS)
+                        .trim_end_matches('?')
+                        .replace(';', ","),
+                    OPTIONS.map(|o| format!("`{o}`")).join(", ")
+                )));
+            }
+        };
+        if seen {
+            return Err(meta.error(format!("duplicate option `{key}`")));
+        }
+        match key.as_str() {
+            "retries" => {
+                let lit: LitInt = meta.value()?.parse()?;
+                let retries = lit.base10_parse::<u32>().map_err(|_| {
+                    syn::Error::new(
+                        lit.span(),
+                        format!("`retries` must be a whole number from 0 to {}", u32::MAX),
+                    )
+                })?;
+                options.retries = Some(retries);
+            }
+            "backoff" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                options.backoff = Some(parse_backoff(&lit)?);
+            }
+            "timeout" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                let nanos = parse_duration(&lit.value())
+                    .map_err(|message| syn::Error::new(lit.span(), message))?;
+                if nanos == 0 {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "`timeout` must be greater than zero",
+                    ));
+                }
+                options.timeout = Some(nanos);
+            }
+            "name" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                if lit.value().trim().is_empty() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "a step's `name` cannot be empty",
+                    ));
+                }
+                options.name = Some(lit.value());
+            }
+            _ => {
+                let lit: LitStr = meta.value()?.parse()?;
+                options.krate = Some(lit.parse()?);
+            }
+        }
+        Ok(())
+    });
+    if let Err(error) = syn::parse::Parser::parse2(parser, args) {
+        errors.push(error);
+    }
+    options
+}
+
+/// `"100ms..10s"` into nanoseconds.
+fn parse_backoff(lit: &LitStr) -> syn::Result<(u128, u128)> {
+    let value = lit.value();
+    let Some((min, max)) = value.split_once("..") else {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("invalid backoff `{value}`: expected `MIN..MAX`, e.g. `\"100ms..10s\"`"),
+        ));
+    };
+    let min = parse_duration(min).map_err(|m| syn::Error::new(lit.span(), m))?;
+    let max = parse_duration(max).map_err(|m| syn::Error::new(lit.span(), m))?;
+    if min == 0 {
+        return Err(syn::Error::new(
+            lit.span(),
+            "the backoff's first delay must be greater than zero",
+        ));
+    }
+    if min > max {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("invalid backoff `{value}`: the first delay is longer than the longest"),
+        ));
+    }
+    Ok((min, max))
+}
+
+/// `"1.5s"` into nanoseconds: a number (decimals allowed) and a unit.
+pub(crate) fn parse_duration(text: &str) -> Result<u128, String> {
+    let invalid = || {
+        format!(
+            "invalid duration `{text}`: expected a number and a unit (`ns`, `us`, `ms`, `s`, `m`, `h`), e.g. `\"30s\"` or `\"1.5s\"`"
+        )
+    };
+    let text_trimmed = text.trim();
+    let split = text_trimmed
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(invalid)?;
+    let (number, unit) = text_trimmed.split_at(split);
+    let unit_nanos: u128 = match unit {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(invalid()),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+        return Err(invalid());
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| invalid())?
+    };
+    let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(invalid)?;
+    let mut scale = unit_nanos;
+    for digit in fraction.chars() {
+        scale /= 10;
+        nanos += u128::from(digit.to_digit(10).ok_or_else(invalid)?) * scale;
+    }
+    // Durations are stored as `u64` nanoseconds (over 580 years).
+    if nanos > u128::from(u64::MAX) {
+        return Err(format!("duration `{text}` is too long"));
+    }
+    Ok(nanos)
+}
+
+/// What the item is, for the "not a function" error, and the span of its keyword.
+fn describe(item: &Item) -> (&'static str, Span) {
+    match item {
+        Item::Struct(i) => ("a struct", i.struct_token.span),
+        Item::Enum(i) => ("an enum", i.enum_token.span),
+        Item::Union(i) => ("a union", i.union_token.span),
+        Item::Trait(i) => ("a trait", i.trait_token.span),
+        Item::Impl(i) => ("an impl block", i.impl_token.span),
+        Item::Mod(i) => ("a module", i.mod_token.span),
+        Item::Const(i) => ("a constant", i.const_token.span),
+        Item::Static(i) => ("a static", i.static_token.span),
+        Item::Type(i) => ("a type alias", i.type_token.span),
+        Item::Use(i) => ("a `use` declaration", i.use_token.span),
+        other => ("this item", other.span()),
+    }
+}
+
+/// A step's parameter, after the context.
+struct Param {
+    ty: Type,
+    /// The parameter is a shared reference: pass it on; otherwise clone into it.
+    by_ref: bool,
+}
+
+fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Option<TokenStream> {
+    let sig = &func.sig;
+    let krate = options
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::workflow));
+    let private = quote!(#krate::__private);
+    let name = &sig.ident;
+
+    for param in &sig.generics.params {
+        match param {
+            GenericParam::Lifetime(_) => {}
+            GenericParam::Type(_) | GenericParam::Const(_) => errors.push(syn::Error::new(
+                param.span(),
+                "steps cannot be generic: a workflow needs one concrete output type per step; write a step per type",
+            )),
+        }
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(syn::Error::new(variadic.span(), "steps cannot be variadic"));
+    }
+    if let syn::Safety::Unsafe(token) = &sig.safety {
+        errors.push(syn::Error::new(
+            token.span,
+            "steps cannot be `unsafe fn`: wrap the unsafe call in a safe function",
+        ));
+    }
+
+    let mut inputs = sig.inputs.iter().peekable();
+    let mut ctx_ty = None;
+    if let Some(FnArg::Typed(first)) = inputs.peek()
+        && let Pat::Ident(pat) = &*first.pat
+        && is_context_name(&pat.ident)
+    {
+        match &*first.ty {
+            Type::Reference(reference) if reference.mutability.is_none() => {
+                ctx_ty = Some((*reference.elem).clone());
+            }
+            other => errors.push(syn::Error::new(
+                other.span(),
+                format!(
+                    "the context parameter must be a shared reference: `{}: &{}`",
+                    pat.ident,
+                    other.to_token_stream()
+                ),
+            )),
+        }
+        inputs.next();
+    }
+    let mut params = Vec::new();
+    for input in inputs {
+        match input {
+            FnArg::Receiver(receiver) => errors.push(syn::Error::new(
+                receiver.self_token.span,
+                "`#[step]` goes on a free function, not on a method",
+            )),
+            FnArg::Typed(typed) => match &*typed.ty {
+                Type::Reference(reference) if reference.mutability.is_some() => {
+                    errors.push(syn::Error::new(
+                        reference.span(),
+                        "step inputs are shared with other steps: take `&T` (or an owned `T: Clone`), not `&mut T`",
+                    ));
+                }
+                Type::ImplTrait(_) => errors.push(syn::Error::new(
+                    typed.ty.span(),
+                    "step inputs must have concrete types, not `impl Trait`",
+                )),
+                Type::Reference(reference) => params.push(Param {
+                    ty: (*reference.elem).clone(),
+                    by_ref: true,
+                }),
+                other => params.push(Param {
+                    ty: other.clone(),
+                    by_ref: false,
+                }),
+            },
+        }
+    }
+
+    let (output_ty, fallible, output_span) = match &sig.output {
+        ReturnType::Default => (syn::parse_quote!(()), false, sig.ident.span()),
+        ReturnType::Type(_, ty) => {
+            if let Type::ImplTrait(_) = &**ty {
+                errors.push(syn::Error::new(
+                    ty.span(),
+                    "a step's output must be a concrete, serializable type, not `impl Trait`",
+                ));
+                return None;
+            }
+            match result_ok_type(ty) {
+                Some(ok) => (ok.clone(), true, ok.span()),
+                None => ((**ty).clone(), false, ty.span()),
+            }
+        }
+    };
+    if !errors.is_empty() {
+        return None;
+    }
+
+    let vis = &func.vis;
+    let step_name = options.name.clone().unwrap_or_else(|| name.to_string());
+    let output_type_name = type_string(&output_ty);
+    let policy = policy(options, &private);
+    let lifetimes = sig.generics.params.iter();
+    let (ctx_generic, ctx_param_ty, ctx_arg) = match &ctx_ty {
+        Some(ty) => (quote!(), quote!(#ty), quote!(&**__wf_ctx,)),
+        None => (
+            quote!(__WfCtx: ?::core::marker::Sized + ::core::marker::Send + ::core::marker::Sync,),
+            quote!(__WfCtx),
+            quote!(),
+        ),
+    };
+    let param_names: Vec<_> = (0..params.len())
+        .map(|i| format_ident!("__wf_a{}", i))
+        .collect();
+    let param_decls = params.iter().zip(&param_names).map(|(param, name)| {
+        let ty = &param.ty;
+        quote!(#name: &#ty)
+    });
+    let call_args = params.iter().zip(&param_names).map(|(param, name)| {
+        if param.by_ref {
+            quote!(#name)
+        } else {
+            quote!(::core::clone::Clone::clone(#name))
+        }
+    });
+    let awaited = sig.asyncness.map(|_| quote!(.await));
+    let wrap = if fallible {
+        quote!(#private::fallible(__wf_out))
+    } else {
+        quote!(::core::result::Result::Ok(__wf_out))
+    };
+    let assert_output = {
+        let ty = respan(output_ty.to_token_stream(), output_span);
+        let check = respan(quote!(#private::assert_step_output), output_span);
+        quote_spanned! {output_span=>
+            const _: () = #check::<#ty>();
+        }
+    };
+    let doc = format!(
+        "The step `{step_name}`, generated by `#[step]`: wire the function `{name}` into a `workflow!` by name."
+    );
+    Some(quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #vis enum #name {}
+
+        impl #private::Step for #name {
+            type Output = #output_ty;
+            const NAME: &'static str = #step_name;
+            const OUTPUT_TYPE: &'static str = #output_type_name;
+            const POLICY: #private::Policy = #policy;
+        }
+
+        impl #name {
+            #[doc(hidden)]
+            #[allow(clippy::ptr_arg, clippy::needless_lifetimes, clippy::trivially_copy_pass_by_ref)]
+            #vis async fn __wf_call<#(#lifetimes,)* #ctx_generic>(
+                __wf_ctx: &#private::ArcPtr<#ctx_param_ty>,
+                #(#param_decls),*
+            ) -> ::core::result::Result<#output_ty, #private::StepError> {
+                let _ = __wf_ctx;
+                let __wf_out = #name(#ctx_arg #(#call_args),*) #awaited;
+                #wrap
+            }
+        }
+
+        #assert_output
+    })
+}
+
+/// `T` in `Result<T, E>` (or any path ending in `Result<T, ...>`, such as `io::Result<T>`).
+fn result_ok_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
+}
+
+fn policy(options: &StepOptions, private: &TokenStream) -> TokenStream {
+    let retries = options.retries.unwrap_or(0);
+    let backoff = match options.backoff {
+        Some((min, max)) => {
+            let (min, max) = (nanos(min), nanos(max));
+            quote!(#private::Backoff {
+                min: ::core::time::Duration::from_nanos(#min),
+                max: ::core::time::Duration::from_nanos(#max),
+            })
+        }
+        None => quote!(#private::Backoff::DEFAULT),
+    };
+    let timeout = match options.timeout {
+        Some(t) => {
+            let t = nanos(t);
+            quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#t)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        #private::Policy {
+            retries: #retries,
+            backoff: #backoff,
+            timeout: #timeout,
+        }
+    }
+}
+
+/// `parse_duration` caps durations at `u64::MAX` nanoseconds.
+fn nanos(value: u128) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(30_000_000_000));
+        assert_eq!(parse_duration("1.5s"), Ok(1_500_000_000));
+        assert_eq!(parse_duration("100ms"), Ok(100_000_000));
+        assert_eq!(parse_duration("2m"), Ok(120_000_000_000));
+        assert_eq!(parse_duration("10us"), Ok(10_000));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1.2.3s").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Checks on a resolved graph: a dataflow workflow must be acyclic.
+//!
+//! Runs only on a graph that `Graph::build` resolved without errors. What it guarantees to
+//! `expand`: every node can be scheduled (no node waits for itself, directly or not).
+//! Unused outputs are not checked here: `expand` leaves them to rustc's `unused_variables`
+//! lint, so that users can silence one the way they silence any unused variable.
+
+use crate::errors::Errors;
+use crate::model::{Graph, NodeId, Source};
+
+pub(crate) fn check(graph: &Graph, errors: &mut Errors) {
+    cycles(graph, errors);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    New,
+    OnPath,
+    Done,
+}
+
+/// Depth-first search along "depends on" edges, in declaration order; each edge that leads
+/// back onto the current path closes a cycle, reported once, on the argument that names it.
+/// Iterative, so that a long chain cannot overflow the macro's stack.
+fn cycles(graph: &Graph, errors: &mut Errors) {
+    let mut marks = vec![Mark::New; graph.nodes.len()];
+    let mut path: Vec<NodeId> = Vec::new();
+    // (node, index of the next argument to follow)
+    let mut stack: Vec<(NodeId, usize)> = Vec::new();
+    for root in 0..graph.nodes.len() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        stack.push((NodeId(root), 0));
+        marks[root] = Mark::OnPath;
+        path.push(NodeId(root));
+        while let Some((node, next_arg)) = stack.last_mut() {
+            let node = *node;
+            let args = &graph.nodes[node.0].args;
+            let Some(arg) = args.get(*next_arg) else {
+                marks[node.0] = Mark::Done;
+                path.pop();
+                stack.pop();
+                continue;
+            };
+            *next_arg += 1;
+            let Some(Source::Node(dep)) = arg.source else {
+                continue;
+            };
+            match marks[dep.0] {
+                Mark::New => {
+                    marks[dep.0] = Mark::OnPath;
+                    path.push(dep);
+                    stack.push((dep, 0));
+                }
+                Mark::OnPath => {
+                    let start = path.iter().position(|&n| n == dep).unwrap_or(0);
+                    // `path[start..]` follows "depends on" edges; data flows the other way.
+                    let mut names: Vec<&str> = path[start..]
+                        .iter()
+                        .rev()
+                        .map(|&n| graph.nodes[n.0].name.as_str())
+                        .collect();
+                    names.insert(0, graph.nodes[dep.0].name.as_str());
+                    errors.push(syn::Error::new(
+                        arg.ident.span(),
+                        format!(
+                            "this argument closes a cycle: {}; the steps of a workflow must not depend on their own output",
+                            names.join(" -> ")
+                        ),
+                    ));
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+    use crate::parse::WorkflowInput;
+
+    fn errors_of(tokens: proc_macro2::TokenStream) -> String {
+        let input: WorkflowInput = syn::parse2(tokens).expect("valid syntax");
+        let mut errors = Errors::default();
+        let graph = Graph::build(input, &mut errors);
+        if errors.is_empty() {
+            check(&graph, &mut errors);
+        }
+        errors
+            .finish()
+            .err()
+            .map(|error| {
+                error
+                    .into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_cycle_is_named_in_dataflow_order() {
+        let message = errors_of(quote! {
+            Loop(x: u32) -> u32 {
+                let a = f(x, c);
+                let b = g(a);
+                let c = h(b);
+                c
+            }
+        });
+        assert_eq!(
+            message,
+            "this argument closes a cycle: a -> b -> c -> a; the steps of a workflow must not depend on their own output"
+        );
+    }
+
+    #[test]
+    fn a_self_loop_is_a_cycle() {
+        let message = errors_of(quote!(Loop() -> u32 { let a = f(a); a }));
+        assert!(
+            message.starts_with("this argument closes a cycle: a -> a;"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_diamond_is_not_a_cycle() {
+        let message = errors_of(quote! {
+            Diamond(x: u32) -> u32 {
+                let a = f(x);
+                let b = g(a);
+                let c = h(a);
+                join(b, c)
+            }
+        });
+        assert_eq!(message, "");
+    }
+
+    #[test]
+    fn unknown_names_get_a_suggestion() {
+        let message =
+            errors_of(quote!(W(topic: T) -> u32 { let research = r(topic); post(reserch) }));
+        assert_eq!(
+            message,
+            "unknown binding `reserch`: no `let reserch = ...` and no workflow input of that name; did you mean `research`?"
+        );
+    }
+}

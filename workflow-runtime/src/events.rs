@@ -1,0 +1,311 @@
+//! The typed event stream of a run.
+//!
+//! Every run records what happens to it as a sequence of [`Event`]s with gapless, monotonic
+//! sequence numbers. Progress displays, logs, summaries and snapshot tests all read this
+//! stream. Subscribers see every event from the first one, whenever they subscribe, exactly
+//! once and in order.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// One thing that happened during a run.
+///
+/// Serializes flat, with the kind under `event`:
+///
+/// ```
+/// use std::time::Duration;
+/// use workflow::{Event, EventKind};
+///
+/// let event = Event {
+///     seq: 3,
+///     at: Duration::from_millis(250),
+///     kind: EventKind::StepSucceeded {
+///         node: "research".into(),
+///         attempt: 1,
+///         duration: Duration::from_millis(200),
+///     },
+/// };
+/// assert_eq!(
+///     serde_json::to_string(&event).unwrap(),
+///     r#"{"seq":3,"at_us":250000,"event":"step_succeeded","node":"research","attempt":1,"duration_us":200000}"#
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    /// The event's position in its run: 0, 1, 2, ... without gaps.
+    pub seq: u64,
+    /// When it happened, since the run started (on tokio's clock, so a paused clock in tests
+    /// gives exact, repeatable values).
+    #[serde(rename = "at_us", with = "micros")]
+    pub at: Duration,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an [`Event`] reports.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The run started.
+    RunStarted {
+        /// The workflow's name.
+        workflow: Cow<'static, str>,
+    },
+    /// An attempt of a node started.
+    StepStarted {
+        /// The node's name.
+        node: Cow<'static, str>,
+        /// The attempt number, from 1.
+        attempt: u32,
+    },
+    /// A node's attempt succeeded; its output is available to its dependents.
+    StepSucceeded {
+        /// The node's name.
+        node: Cow<'static, str>,
+        /// The attempt that succeeded.
+        attempt: u32,
+        /// How long that attempt took.
+        #[serde(rename = "duration_us", with = "micros")]
+        duration: Duration,
+    },
+    /// A node's attempt failed and will be retried after `delay`.
+    StepRetrying {
+        /// The node's name.
+        node: Cow<'static, str>,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        error: String,
+        /// How long the node waits before the next attempt.
+        #[serde(rename = "delay_us", with = "micros")]
+        delay: Duration,
+    },
+    /// A node failed for good (its last attempt failed, or the error was permanent).
+    StepFailed {
+        /// The node's name.
+        node: Cow<'static, str>,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        error: String,
+        /// How long that attempt took.
+        #[serde(rename = "duration_us", with = "micros")]
+        duration: Duration,
+    },
+    /// The run produced its output.
+    RunFinished {
+        /// The run's wall time.
+        #[serde(rename = "duration_us", with = "micros")]
+        duration: Duration,
+    },
+    /// The run failed because a node failed.
+    RunFailed {
+        /// The node that failed.
+        node: Cow<'static, str>,
+        /// Why it failed.
+        error: String,
+        /// The run's wall time.
+        #[serde(rename = "duration_us", with = "micros")]
+        duration: Duration,
+    },
+    /// The run was cancelled from its handle.
+    RunCancelled {
+        /// The run's wall time.
+        #[serde(rename = "duration_us", with = "micros")]
+        duration: Duration,
+    },
+}
+
+impl EventKind {
+    /// Whether this event ends its run (nothing follows it).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::RunFinished { .. } | Self::RunFailed { .. } | Self::RunCancelled { .. }
+        )
+    }
+
+    /// The node this event is about, if any.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Self::StepStarted { node, .. }
+            | Self::StepSucceeded { node, .. }
+            | Self::StepRetrying { node, .. }
+            | Self::StepFailed { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+}
+
+mod micros {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let micros: u64 = serde::Deserialize::deserialize(d)?;
+        Ok(Duration::from_micros(micros))
+    }
+}
+
+/// The in-memory log of one run's events, shared by the run and its subscribers.
+pub(crate) struct EventLog {
+    start: Instant,
+    state: Mutex<LogState>,
+}
+
+#[derive(Default)]
+struct LogState {
+    events: Vec<Event>,
+    closed: bool,
+    wakers: Vec<Waker>,
+}
+
+impl EventLog {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            state: Mutex::new(LogState::default()),
+        }
+    }
+
+    /// Time since the run started.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        // A subscriber that panicked while holding the lock leaves the log consistent: every
+        // critical section is a push or a read.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends an event. A terminal event closes the log; nothing is appended after it, so
+    /// a step that finishes after its run was cancelled adds nothing.
+    pub(crate) fn emit(&self, kind: EventKind) {
+        let at = self.elapsed();
+        let wakers = {
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            state.closed = kind.is_terminal();
+            let seq = state.events.len() as u64;
+            state.events.push(Event { seq, at, kind });
+            std::mem::take(&mut state.wakers)
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+
+    fn poll_at(&self, cursor: usize, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let mut state = self.lock();
+        if let Some(event) = state.events.get(cursor) {
+            return Poll::Ready(Some(event.clone()));
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// A subscription to a run's events: every event from the run's first, in order, then the
+/// live ones as they happen; ends after the run's terminal event.
+///
+/// Implements [`futures_core::Stream`]; [`EventStream::next`] needs no trait import.
+///
+/// # Examples
+///
+/// ```
+/// use workflow::prelude::*;
+///
+/// #[step]
+/// fn greet(name: &String) -> String {
+///     format!("hello, {name}")
+/// }
+///
+/// workflow! {
+///     /// Greets someone.
+///     pub Greeter(name: String) -> String {
+///         greet(name)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let handle = Greeter::new().start("Ada".to_owned());
+/// let mut events = handle.events();
+/// let output = handle.await.unwrap();
+/// assert_eq!(output, "hello, Ada");
+/// let mut kinds = Vec::new();
+/// while let Some(event) = events.next().await {
+///     kinds.push(event.kind);
+/// }
+/// assert!(matches!(kinds.first(), Some(EventKind::RunStarted { .. })));
+/// assert!(matches!(kinds.last(), Some(EventKind::RunFinished { .. })));
+/// # }
+/// ```
+pub struct EventStream {
+    log: Arc<EventLog>,
+    cursor: usize,
+}
+
+impl EventStream {
+    pub(crate) fn new(log: Arc<EventLog>) -> Self {
+        Self { log, cursor: 0 }
+    }
+
+    /// The next event, waiting for it if the run is still going; `None` once the run's
+    /// terminal event has been read.
+    pub async fn next(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// Reads every remaining event until the run ends.
+    pub async fn collect(mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            events.push(event);
+        }
+        events
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let polled = self.log.poll_at(self.cursor, cx);
+        if let Poll::Ready(Some(_)) = &polled {
+            self.cursor += 1;
+        }
+        polled
+    }
+}
+
+impl futures_core::Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.get_mut().poll_event(cx)
+    }
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}

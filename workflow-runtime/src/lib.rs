@@ -1,0 +1,27 @@
+//! The runtime of the `workflow` crate: it runs the workflows that `#[step]` and
+//! `workflow!` compile.
+//!
+//! Depend on the `workflow` crate, not on this one: it re-exports everything here together
+//! with the macros.
+#![warn(missing_docs)]
+
+mod events;
+mod graph;
+#[cfg(feature = "mock")]
+pub mod mock;
+mod policy;
+mod report;
+mod run;
+mod step;
+mod workflow;
+
+#[doc(hidden)]
+pub mod private;
+
+pub use events::{Event, EventKind, EventStream};
+pub use graph::{Edge, Graph, InputDef, NodeDef, NodeId, Source};
+pub use policy::{Backoff, Policy};
+pub use report::{Progress, RunSummary, StepOutcome, StepSummary, human};
+pub use run::{Canceller, Parallelism, RunError, RunHandle, RunId, RunOptions};
+pub use step::{BoxError, ErrorKind, IntoStepError, Step, StepError, StepOutput};
+pub use workflow::Workflow;

@@ -1,0 +1,572 @@
+//! The scheduler: runs a compiled workflow from its static [`Graph`], starting each node the
+//! moment its inputs exist, and reports what happens as [`Event`](crate::Event)s.
+//!
+//! Guarantees: a node starts only after every node it depends on has succeeded; events of a
+//! run have gapless sequence numbers and end with exactly one terminal event; when a run
+//! fails or is cancelled, every step still running has been dropped before `run` returns.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::FutureExt as _;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::events::{EventKind, EventLog, EventStream};
+use crate::graph::{Graph, NodeId};
+use crate::private::Compiled;
+use crate::step::StepError;
+
+/// The unique id of a run (a UUIDv7, so ids sort by start time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RunId(uuid::Uuid);
+
+impl RunId {
+    /// A new, unique run id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::str::FromStr for RunId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
+/// How the steps of a run are driven.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Each step is a tokio task: independent steps run on all worker threads at once.
+    /// The right choice for CPU work and the default.
+    #[default]
+    Tasks,
+    /// Every step's future is polled from the run's own task: steps still overlap while
+    /// they wait (I/O, LLM calls), never on two threads at once, at a lower cost per step.
+    SingleTask,
+}
+
+/// Options for one run: concurrency limit and how steps are driven.
+///
+/// # Examples
+///
+/// ```
+/// use workflow::{Parallelism, RunOptions};
+///
+/// let options = RunOptions::new()
+///     .max_concurrency(4)
+///     .parallelism(Parallelism::SingleTask);
+/// assert_eq!(options.concurrency_limit().map(|n| n.get()), Some(4));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    max_concurrency: Option<NonZeroUsize>,
+    parallelism: Parallelism,
+}
+
+impl RunOptions {
+    /// The defaults: no concurrency limit, one task per step.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At most `limit` steps of the run execute at once; further ready steps wait their
+    /// turn in the order they became ready. A limit of 0 is taken as 1.
+    #[must_use]
+    pub fn max_concurrency(mut self, limit: usize) -> Self {
+        self.max_concurrency = Some(NonZeroUsize::new(limit).unwrap_or(NonZeroUsize::MIN));
+        self
+    }
+
+    /// How the steps are driven; see [`Parallelism`].
+    #[must_use]
+    pub fn parallelism(mut self, parallelism: Parallelism) -> Self {
+        self.parallelism = parallelism;
+        self
+    }
+
+    /// The concurrency limit, if any.
+    pub fn concurrency_limit(&self) -> Option<NonZeroUsize> {
+        self.max_concurrency
+    }
+}
+
+/// Why a run did not produce its output.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A node failed for good; the steps still running were cancelled.
+    Step {
+        /// The node that failed.
+        node: &'static str,
+        /// The step it calls.
+        step: &'static str,
+        /// The step's error.
+        source: StepError,
+    },
+    /// The run was cancelled from its handle.
+    Cancelled,
+    /// The runtime broke one of its own invariants (a bug; please report it).
+    Internal(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Step { node, step, source } if node == step => {
+                write!(f, "step `{step}` failed: {source}")
+            }
+            Self::Step { node, step, source } => {
+                write!(f, "node `{node}` (step `{step}`) failed: {source}")
+            }
+            Self::Cancelled => f.write_str("the run was cancelled"),
+            Self::Internal(message) => write!(f, "internal error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Step { source, .. } => Some(source.as_dyn_error()),
+            _ => None,
+        }
+    }
+}
+
+/// A running workflow: read its events, cancel it, or await its output.
+///
+/// Dropping the handle detaches the run (it goes on, like a dropped `JoinHandle`); call
+/// [`RunHandle::cancel`] to stop it.
+///
+/// # Examples
+///
+/// ```
+/// use workflow::prelude::*;
+///
+/// #[step]
+/// async fn slow(n: &u64) -> u64 {
+///     tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+///     *n
+/// }
+///
+/// workflow! {
+///     /// Takes an hour.
+///     pub Slow(n: u64) -> u64 {
+///         slow(n)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let handle = Slow::new().start(1);
+/// handle.cancel();
+/// assert!(matches!(handle.await, Err(RunError::Cancelled)));
+/// # }
+/// ```
+pub struct RunHandle<O> {
+    id: RunId,
+    log: Arc<EventLog>,
+    cancel: Canceller,
+    join: tokio::task::JoinHandle<Result<O, RunError>>,
+}
+
+impl<O> RunHandle<O> {
+    /// The run's id.
+    pub fn id(&self) -> RunId {
+        self.id
+    }
+
+    /// A subscription to the run's events, starting from its first event; each call gives
+    /// an independent subscription.
+    pub fn events(&self) -> EventStream {
+        EventStream::new(Arc::clone(&self.log))
+    }
+
+    /// Cancels the run: steps in flight are dropped, no new step starts, and the run ends
+    /// with [`RunError::Cancelled`] (unless it had already finished).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// A cloneable handle that cancels this run from anywhere.
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
+    }
+
+    /// Whether the run has ended.
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    /// Waits for the run to end and returns its output.
+    pub async fn wait(self) -> Result<O, RunError> {
+        match self.join.await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => Err(RunError::Internal(format!(
+                "the scheduler panicked: {}",
+                panic_message(&*error.into_panic())
+            ))),
+            Err(_) => Err(RunError::Cancelled),
+        }
+    }
+}
+
+impl<O: Send + 'static> IntoFuture for RunHandle<O> {
+    type Output = Result<O, RunError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<O, RunError>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.wait())
+    }
+}
+
+impl<O> fmt::Debug for RunHandle<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunHandle").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// Cancels a run; cloneable, so any task can hold one. See [`RunHandle::canceller`].
+#[derive(Clone, Default)]
+pub struct Canceller(Arc<CancelSignal>);
+
+#[derive(Default)]
+struct CancelSignal {
+    cancelled: AtomicBool,
+    notify: Notify,
+}
+
+impl Canceller {
+    /// Cancels the run.
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        // `notify_one` keeps a permit when the scheduler is not waiting right now, so a
+        // cancellation is never missed.
+        self.0.notify.notify_one();
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    async fn cancelled(&self) {
+        while !self.is_cancelled() {
+            self.0.notify.notified().await;
+        }
+    }
+}
+
+impl fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Canceller")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// Runs a workflow to completion in the calling task.
+pub(crate) async fn run<W: Compiled>(
+    ctx: &Arc<W::Context>,
+    options: &RunOptions,
+    input: W::Input,
+) -> Result<W::Output, RunError> {
+    let log = Arc::new(EventLog::new());
+    drive::<W>(
+        RunId::new(),
+        W::new_run(Arc::clone(ctx), input),
+        options.clone(),
+        log,
+        Canceller::default(),
+    )
+    .await
+}
+
+/// Starts a workflow in a new tokio task.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub(crate) fn start<W: Compiled>(
+    ctx: &Arc<W::Context>,
+    options: &RunOptions,
+    input: W::Input,
+) -> RunHandle<W::Output> {
+    let id = RunId::new();
+    let log = Arc::new(EventLog::new());
+    let cancel = Canceller::default();
+    let run = W::new_run(Arc::clone(ctx), input);
+    let join = tokio::spawn(drive::<W>(
+        id,
+        run,
+        options.clone(),
+        Arc::clone(&log),
+        cancel.clone(),
+    ));
+    RunHandle {
+        id,
+        log,
+        cancel,
+        join,
+    }
+}
+
+type Completion = (NodeId, Result<(), StepError>);
+
+/// The steps in flight of one run.
+enum InFlight<F> {
+    Tasks(JoinSet<Completion>),
+    SingleTask(FuturesUnordered<F>),
+}
+
+impl<F: Future<Output = Completion> + Send + 'static> InFlight<F> {
+    fn new(parallelism: Parallelism) -> Self {
+        match parallelism {
+            Parallelism::Tasks => Self::Tasks(JoinSet::new()),
+            Parallelism::SingleTask => Self::SingleTask(FuturesUnordered::new()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Tasks(set) => set.len(),
+            Self::SingleTask(set) => set.len(),
+        }
+    }
+
+    fn push(&mut self, future: F) {
+        match self {
+            Self::Tasks(set) => {
+                set.spawn(future);
+            }
+            Self::SingleTask(set) => set.push(future),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Result<Completion, RunError>> {
+        match self {
+            Self::Tasks(set) => set.join_next().await.map(|joined| {
+                joined.map_err(|error| {
+                    RunError::Internal(format!("a step task ended abnormally: {error}"))
+                })
+            }),
+            Self::SingleTask(set) => set.next().await.map(Ok),
+        }
+    }
+
+    /// Cancels every step in flight and waits until each one has been dropped.
+    async fn shutdown(self) {
+        match self {
+            Self::Tasks(mut set) => set.shutdown().await,
+            Self::SingleTask(set) => drop(set),
+        }
+    }
+}
+
+async fn drive<W: Compiled>(
+    id: RunId,
+    run: W::Run,
+    options: RunOptions,
+    log: Arc<EventLog>,
+    cancel: Canceller,
+) -> Result<W::Output, RunError> {
+    let graph = W::graph();
+    let span = tracing::info_span!("workflow.run", workflow = graph.name, run_id = %id);
+    drive_graph::<W>(graph, Arc::new(run), options, log, cancel)
+        .instrument(span)
+        .await
+}
+
+async fn drive_graph<W: Compiled>(
+    graph: &'static Graph,
+    run: Arc<W::Run>,
+    options: RunOptions,
+    log: Arc<EventLog>,
+    cancel: Canceller,
+) -> Result<W::Output, RunError> {
+    log.emit(EventKind::RunStarted {
+        workflow: graph.name.into(),
+    });
+    let mut waiting_for: Vec<usize> = graph.nodes.iter().map(|n| n.deps.len()).collect();
+    let mut ready: VecDeque<NodeId> = graph.roots().collect();
+    let limit = options.max_concurrency.map_or(usize::MAX, NonZeroUsize::get);
+    let mut in_flight = InFlight::new(options.parallelism);
+    loop {
+        while in_flight.len() < limit {
+            let Some(node) = ready.pop_front() else { break };
+            in_flight.push(attempts::<W>(Arc::clone(&run), graph, node, Arc::clone(&log)));
+        }
+        if in_flight.len() == 0 {
+            break;
+        }
+        let completion = tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                in_flight.shutdown().await;
+                log.emit(EventKind::RunCancelled { duration: log.elapsed() });
+                return Err(RunError::Cancelled);
+            }
+            completion = in_flight.next() => completion,
+        };
+        let failure = match completion {
+            Some(Ok((node, Ok(())))) => {
+                for &dependent in graph.node(node).dependents {
+                    waiting_for[dependent.0] -= 1;
+                    if waiting_for[dependent.0] == 0 {
+                        ready.push_back(dependent);
+                    }
+                }
+                continue;
+            }
+            Some(Ok((node, Err(source)))) => {
+                let def = graph.node(node);
+                RunError::Step {
+                    node: def.name,
+                    step: def.step,
+                    source,
+                }
+            }
+            Some(Err(error)) => error,
+            None => RunError::Internal("no step in flight".to_owned()),
+        };
+        in_flight.shutdown().await;
+        let (node, error) = match &failure {
+            RunError::Step { node, source, .. } => (*node, source.to_string()),
+            other => ("", other.to_string()),
+        };
+        log.emit(EventKind::RunFailed {
+            node: node.into(),
+            error,
+            duration: log.elapsed(),
+        });
+        return Err(failure);
+    }
+    drop(in_flight);
+    let output = Arc::into_inner(run).and_then(W::output);
+    let Some(output) = output else {
+        let error = "the run ended without its output".to_owned();
+        log.emit(EventKind::RunFailed {
+            node: "".into(),
+            error: error.clone(),
+            duration: log.elapsed(),
+        });
+        return Err(RunError::Internal(error));
+    };
+    log.emit(EventKind::RunFinished {
+        duration: log.elapsed(),
+    });
+    Ok(output)
+}
+
+/// Runs one node: its attempts, with the node's timeout and retries, each in a `tracing`
+/// span.
+async fn attempts<W: Compiled>(
+    run: Arc<W::Run>,
+    graph: &'static Graph,
+    node: NodeId,
+    log: Arc<EventLog>,
+) -> Completion {
+    let def = graph.node(node);
+    let policy = def.policy;
+    let mut attempt = 1;
+    loop {
+        let span = tracing::info_span!(
+            "workflow.step",
+            node = def.name,
+            step = def.step,
+            attempt,
+            outcome = tracing::field::Empty,
+        );
+        log.emit(EventKind::StepStarted {
+            node: def.name.into(),
+            attempt,
+        });
+        let started = Instant::now();
+        let step = AssertUnwindSafe(W::node(&run, node)).catch_unwind();
+        let result = async {
+            let outcome = match policy.timeout {
+                Some(limit) => tokio::time::timeout(limit, step)
+                    .await
+                    .unwrap_or_else(|_| Ok(Err(StepError::timed_out(limit)))),
+                None => step.await,
+            };
+            let result =
+                outcome.unwrap_or_else(|panic| Err(StepError::panicked(panic_message(&*panic))));
+            let outcome = match &result {
+                Ok(()) => "succeeded",
+                Err(error) if error.is_retryable() && attempt <= policy.retries => "retrying",
+                Err(_) => "failed",
+            };
+            tracing::Span::current().record("outcome", outcome);
+            result
+        }
+        .instrument(span)
+        .await;
+        let duration = started.elapsed();
+        match result {
+            Ok(()) => {
+                log.emit(EventKind::StepSucceeded {
+                    node: def.name.into(),
+                    attempt,
+                    duration,
+                });
+                return (node, Ok(()));
+            }
+            Err(error) if error.is_retryable() && attempt <= policy.retries => {
+                let delay = policy.delay_before(attempt + 1);
+                log.emit(EventKind::StepRetrying {
+                    node: def.name.into(),
+                    attempt,
+                    error: error.to_string(),
+                    delay,
+                });
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(error) => {
+                log.emit(EventKind::StepFailed {
+                    node: def.name.into(),
+                    attempt,
+                    error: error.to_string(),
+                    duration,
+                });
+                return (node, Err(error));
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}
