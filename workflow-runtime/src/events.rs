@@ -151,7 +151,9 @@ mod micros {
         s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
 
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
         let micros: u64 = serde::Deserialize::deserialize(d)?;
         Ok(Duration::from_micros(micros))
     }
@@ -207,7 +209,6 @@ impl EventLog {
             waker.wake();
         }
     }
-
 
     fn poll_at(&self, cursor: usize, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         let mut state = self.lock();

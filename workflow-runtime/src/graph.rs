@@ -184,7 +184,12 @@ impl Graph {
         }
         let _ = writeln!(out, "    out[/\"output: {}\"/]", escape(self.output_type));
         for edge in self.edges() {
-            let _ = writeln!(out, "    {} --> {}", mermaid_id(edge.from), edge_target(edge));
+            let _ = writeln!(
+                out,
+                "    {} --> {}",
+                mermaid_id(edge.from),
+                edge_target(edge)
+            );
         }
         out
     }
@@ -202,7 +207,11 @@ impl Graph {
             );
         }
         for (i, node) in self.nodes.iter().enumerate() {
-            let _ = writeln!(out, "    n{i} [label=\"{}\"];", escape_dot(&node_label(node)));
+            let _ = writeln!(
+                out,
+                "    n{i} [label=\"{}\"];",
+                escape_dot(&node_label(node))
+            );
         }
         let _ = writeln!(
             out,
@@ -210,7 +219,12 @@ impl Graph {
             escape_dot(self.output_type)
         );
         for edge in self.edges() {
-            let _ = writeln!(out, "    {} -> {};", mermaid_id(edge.from), edge_target(edge));
+            let _ = writeln!(
+                out,
+                "    {} -> {};",
+                mermaid_id(edge.from),
+                edge_target(edge)
+            );
         }
         out.push_str("}\n");
         out
@@ -240,7 +254,8 @@ fn mermaid_id(source: Source) -> String {
 }
 
 fn edge_target(edge: Edge) -> String {
-    edge.to.map_or_else(|| "out".to_owned(), |id| format!("n{}", id.0))
+    edge.to
+        .map_or_else(|| "out".to_owned(), |id| format!("n{}", id.0))
 }
 
 /// Escapes a label for a Mermaid double-quoted string (entity codes, so that generic types

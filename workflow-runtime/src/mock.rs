@@ -1,7 +1,9 @@
 //! A deterministic stand-in for an LLM client, for examples and tests (feature `mock`).
 //!
 //! The same prompt always gets the same completion. Latency and failures are scripted by
-//! matching a substring of the prompt, so a test can make exactly one step slow or failing.
+//! matching a substring of the prompt's first line (its instruction, so that text quoted
+//! from earlier answers below it never matches), so a test can make exactly one step slow
+//! or failing.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,27 +87,28 @@ impl MockLlm {
         self
     }
 
-    /// Calls whose prompt contains `pattern` take `latency` instead.
+    /// Calls whose prompt's first line contains `pattern` take `latency` instead.
     #[must_use]
     pub fn slow_when(mut self, pattern: impl Into<String>, latency: Duration) -> Self {
         self.slow.push((pattern.into(), latency));
         self
     }
 
-    /// The first `times` calls whose prompt contains `pattern` fail (transient failures);
+    /// The first `times` calls whose prompt's first line contains `pattern` fail (transient failures);
     /// later ones succeed.
     #[must_use]
     pub fn fail_when(self, pattern: impl Into<String>, times: u32) -> Self {
         self.with_failure(pattern.into(), Some(times), false)
     }
 
-    /// Every call whose prompt contains `pattern` fails.
+    /// Every call whose prompt's first line contains `pattern` fails.
     #[must_use]
     pub fn always_fail_when(self, pattern: impl Into<String>) -> Self {
         self.with_failure(pattern.into(), None, false)
     }
 
-    /// Every call whose prompt contains `pattern` fails with a permanent error.
+    /// Every call whose prompt's first line contains `pattern` fails with a permanent
+    /// error.
     #[must_use]
     pub fn permanently_fail_when(self, pattern: impl Into<String>) -> Self {
         self.with_failure(pattern.into(), None, true)
@@ -132,27 +135,28 @@ impl MockLlm {
     /// matches, else answers with a text that depends only on the prompt.
     pub async fn complete(&self, prompt: &str) -> Result<String, MockLlmError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let instruction = prompt.lines().next().unwrap_or("");
         let latency = self
             .slow
             .iter()
-            .find(|(pattern, _)| prompt.contains(pattern.as_str()))
+            .find(|(pattern, _)| instruction.contains(pattern.as_str()))
             .map_or(self.latency, |(_, latency)| *latency);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        if let Some(error) = self.scripted_failure(prompt) {
+        if let Some(error) = self.scripted_failure(instruction) {
             return Err(error);
         }
         Ok(completion(prompt))
     }
 
-    fn scripted_failure(&self, prompt: &str) -> Option<MockLlmError> {
+    fn scripted_failure(&self, instruction: &str) -> Option<MockLlmError> {
         let mut failures = self
             .failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let rule = failures.iter_mut().find(|rule| {
-            prompt.contains(rule.pattern.as_str()) && rule.remaining.is_none_or(|n| n > 0)
+            instruction.contains(rule.pattern.as_str()) && rule.remaining.is_none_or(|n| n > 0)
         })?;
         if let Some(remaining) = &mut rule.remaining {
             *remaining -= 1;
@@ -165,18 +169,59 @@ impl MockLlm {
 }
 
 const WORDS: &[&str] = &[
-    "robust", "typed", "workflows", "compile", "graph", "steps", "rust", "agents", "parallel",
-    "durable", "checkpoints", "retries", "latency", "teams", "ship", "faster", "errors",
-    "caught", "early", "pipelines", "data", "reliable", "simple", "clear", "scales", "cores",
-    "events", "stream", "live", "safe", "async", "tokio", "builds", "trust", "insight",
-    "results", "quality", "review", "publish", "readers",
+    "robust",
+    "typed",
+    "workflows",
+    "compile",
+    "graph",
+    "steps",
+    "rust",
+    "agents",
+    "parallel",
+    "durable",
+    "checkpoints",
+    "retries",
+    "latency",
+    "teams",
+    "ship",
+    "faster",
+    "errors",
+    "caught",
+    "early",
+    "pipelines",
+    "data",
+    "reliable",
+    "simple",
+    "clear",
+    "scales",
+    "cores",
+    "events",
+    "stream",
+    "live",
+    "safe",
+    "async",
+    "tokio",
+    "builds",
+    "trust",
+    "insight",
+    "results",
+    "quality",
+    "review",
+    "publish",
+    "readers",
 ];
 
 /// A deterministic completion: the prompt's first line, then words chosen by a hash of the
 /// whole prompt.
 fn completion(prompt: &str) -> String {
     let mut state = fnv1a(prompt.as_bytes()) | 1;
-    let topic: String = prompt.lines().next().unwrap_or("").chars().take(60).collect();
+    let topic: String = prompt
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(60)
+        .collect();
     let mut words = Vec::with_capacity(16);
     for _ in 0..12 {
         // xorshift64

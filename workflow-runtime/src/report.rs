@@ -83,7 +83,10 @@ fn line(event: &Event, done: usize, total: usize) -> String {
         EventKind::StepStarted { node, attempt: 1 } => format!("{at}  > {node}"),
         EventKind::StepStarted { node, attempt } => format!("{at}  > {node} (attempt {attempt})"),
         EventKind::StepSucceeded { node, duration, .. } => {
-            format!("{at}  ok {node:<20} {:>9}  [{done}/{total}]", human(*duration))
+            format!(
+                "{at}  ok {node:<20} {:>9}  [{done}/{total}]",
+                human(*duration)
+            )
         }
         EventKind::StepRetrying {
             node,
@@ -238,7 +241,13 @@ fn critical_path(graph: &Graph, steps: &[StepSummary]) -> (Duration, Vec<&'stati
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self.steps.iter().map(|s| s.node.len()).max().unwrap_or(4).max(4);
+        let width = self
+            .steps
+            .iter()
+            .map(|s| s.node.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         writeln!(
             f,
             "{:<width$}  {:>8}  {:>9}  outcome",

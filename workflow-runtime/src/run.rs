@@ -27,7 +27,9 @@ use crate::private::Compiled;
 use crate::step::StepError;
 
 /// The unique id of a run (a UUIDv7, so ids sort by start time).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct RunId(uuid::Uuid);
 
@@ -247,7 +249,9 @@ impl<O: Send + 'static> IntoFuture for RunHandle<O> {
 
 impl<O> fmt::Debug for RunHandle<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunHandle").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("RunHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -414,12 +418,19 @@ async fn drive_graph<W: Compiled>(
     });
     let mut waiting_for: Vec<usize> = graph.nodes.iter().map(|n| n.deps.len()).collect();
     let mut ready: VecDeque<NodeId> = graph.roots().collect();
-    let limit = options.max_concurrency.map_or(usize::MAX, NonZeroUsize::get);
+    let limit = options
+        .max_concurrency
+        .map_or(usize::MAX, NonZeroUsize::get);
     let mut in_flight = InFlight::new(options.parallelism);
     loop {
         while in_flight.len() < limit {
             let Some(node) = ready.pop_front() else { break };
-            in_flight.push(attempts::<W>(Arc::clone(&run), graph, node, Arc::clone(&log)));
+            in_flight.push(attempts::<W>(
+                Arc::clone(&run),
+                graph,
+                node,
+                Arc::clone(&log),
+            ));
         }
         if in_flight.len() == 0 {
             break;

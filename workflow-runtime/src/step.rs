@@ -50,11 +50,16 @@ pub trait Step {
     label = "step outputs must implement `Serialize + DeserializeOwned + Send + Sync + 'static`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait StepOutput: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {}
+pub trait StepOutput:
+    serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+}
 
 #[diagnostic::do_not_recommend]
-impl<T> StepOutput for T where T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
-{}
+impl<T> StepOutput for T where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+}
 
 /// Why a step failed.
 ///
