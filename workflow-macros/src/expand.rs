@@ -305,7 +305,7 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
     });
 
     let output_fn = graph.output.as_ref().map(|output| {
-        let expr = match output.source {
+        let value = match output.source {
             Source::Input(index) => {
                 let field = &input_fields[index];
                 quote!(run.#field)
@@ -315,11 +315,15 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
                 quote!(run.#field.into_inner()?)
             }
         };
-        let expr = respan(expr, output.span);
+        // A mismatch is reported at the last expression, by `IsOutput`'s message.
+        let convert = respan(
+            quote!(#private::output::<#output_ty, _>(__wf_value)),
+            output.span,
+        );
         quote! {
             fn output(run: __wf_Run) -> ::core::option::Option<#output_ty> {
-                let __wf_output: #output_ty = #expr;
-                ::core::option::Option::Some(__wf_output)
+                let __wf_value = #value;
+                ::core::option::Option::Some(#convert)
             }
         }
     });

@@ -73,13 +73,16 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
             "name" => options.name.is_some(),
             "crate" => options.krate.is_some(),
             _ => {
-                return Err(meta.error(format!(
-                    "unknown option `{key}`{}; expected one of {}",
-                    did_you_mean(&key, OPTIONS)
-                        .trim_end_matches('?')
-                        .replace(';', ","),
-                    OPTIONS.map(|o| format!("`{o}`")).join(", ")
-                )));
+                let hint = did_you_mean(&key, OPTIONS);
+                let hint = if hint.is_empty() {
+                    format!(
+                        "; expected one of {}",
+                        OPTIONS.map(|o| format!("`{o}`")).join(", ")
+                    )
+                } else {
+                    hint
+                };
+                return Err(meta.error(format!("unknown option `{key}`{hint}")));
             }
         };
         if seen {
@@ -87,7 +90,13 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
         }
         match key.as_str() {
             "retries" => {
-                let lit: LitInt = meta.value()?.parse()?;
+                let value = meta.value()?;
+                let lit: LitInt = value.parse().map_err(|error| {
+                    syn::Error::new(
+                        error.span(),
+                        "`retries` takes a whole number, e.g. `retries = 3`",
+                    )
+                })?;
                 let retries = lit.base10_parse::<u32>().map_err(|_| {
                     syn::Error::new(
                         lit.span(),
@@ -333,7 +342,11 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
     let policy = policy(options, &private);
     let lifetimes = sig.generics.params.iter();
     let (ctx_generic, ctx_param_ty, ctx_arg) = match &ctx_ty {
-        Some(ty) => (quote!(), quote!(#ty), quote!(&**__wf_ctx,)),
+        Some(ty) => (
+            quote!(__WfCtx: #private::AsContext<#ty> + ::core::marker::Send + ::core::marker::Sync,),
+            quote!(__WfCtx),
+            quote!(#private::AsContext::as_context(&**__wf_ctx),),
+        ),
         None => (
             quote!(__WfCtx: ?::core::marker::Sized + ::core::marker::Send + ::core::marker::Sync,),
             quote!(__WfCtx),

@@ -60,6 +60,45 @@ pub fn fallible<T, E: IntoStepError>(result: Result<T, E>) -> Result<T, Error> {
 /// Fails to compile, at the step's return type, unless `T` can be a step output.
 pub const fn assert_step_output<T: StepOutput>() {}
 
+/// Lets a workflow's context be lent to a step that borrows a context of type `T`.
+#[diagnostic::on_unimplemented(
+    message = "this step borrows a context of type `{T}`, but the workflow's context is `{Self}`",
+    label = "this step needs `ctx: {T}`",
+    note = "a workflow has one context, its first parameter: declare it as `ctx: {T}`, or change the step's `ctx` parameter to `&{Self}`"
+)]
+pub trait AsContext<T> {
+    /// The context, as the step borrows it.
+    fn as_context(&self) -> &T;
+}
+
+impl<T> AsContext<T> for T {
+    fn as_context(&self) -> &T {
+        self
+    }
+}
+
+/// Checks that the value a workflow ends with has its declared output type.
+#[diagnostic::on_unimplemented(
+    message = "this workflow declares the output `{T}`, but its last expression gives `{Self}`",
+    label = "this gives `{Self}`",
+    note = "change the workflow's `-> {T}`, or end it with a binding or step call that gives `{T}`"
+)]
+pub trait IsOutput<T> {
+    /// The value, as the workflow's output.
+    fn into_output(self) -> T;
+}
+
+impl<T> IsOutput<T> for T {
+    fn into_output(self) -> T {
+        self
+    }
+}
+
+/// Converts the last expression of a workflow into its declared output type.
+pub fn output<O, T: IsOutput<O>>(value: T) -> O {
+    value.into_output()
+}
+
 /// Runs a workflow to completion in the calling task.
 pub async fn run<W: Compiled>(
     ctx: &Arc<W::Context>,

@@ -33,8 +33,10 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// assert_eq!(double(&21), 42); // the function stays callable on its own
 /// ```
 pub trait Step {
-    /// The value the step produces (the `T` of `T` or `Result<T, E>`).
-    type Output: StepOutput;
+    /// The value the step produces (the `T` of `T` or `Result<T, E>`). `#[step]` asserts
+    /// that it is a [`StepOutput`], with the error at the step's return type. (A bound here
+    /// would repeat that error as serde's, once per missing trait.)
+    type Output;
     /// The step's name, as shown in events and graphs.
     const NAME: &'static str;
     /// The Rust type of the output, as written in the step's signature.

@@ -1,0 +1,16 @@
+use workflow::prelude::*;
+
+#[step]
+fn draft(topic: &String) -> String {
+    topic.clone()
+}
+
+workflow! {
+    Blog(topic: String) -> String {
+        let post = draft(topic);
+        let post = draft(topic);
+        post
+    }
+}
+
+fn main() {}

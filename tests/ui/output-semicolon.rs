@@ -1,0 +1,14 @@
+use workflow::prelude::*;
+
+#[step]
+fn draft(topic: &String) -> String {
+    topic.clone()
+}
+
+workflow! {
+    Blog(topic: String) -> String {
+        draft(topic);
+    }
+}
+
+fn main() {}

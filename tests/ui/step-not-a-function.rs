@@ -1,0 +1,11 @@
+use workflow::prelude::*;
+
+#[step]
+struct Research {
+    notes: Vec<String>,
+}
+
+#[step]
+impl Research {}
+
+fn main() {}
