@@ -157,10 +157,14 @@ fn workflow_type(
                 ///
                 /// When a step fails for good: the error names the node and carries the
                 /// step's error; the steps still running are cancelled first.
-                pub async fn run(
+                ///
+                /// The future owns what it needs, so it can be spawned or stored.
+                pub fn run(
                     &self,
                     input: #input_ty,
-                ) -> ::core::result::Result<#output_ty, #private::RunError> {
+                ) -> impl ::core::future::Future<
+                    Output = ::core::result::Result<#output_ty, #private::RunError>,
+                > + ::core::marker::Send + use<> {
                     #run_body
                 }
 
@@ -234,7 +238,7 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
         graph,
         &surface,
         [
-            quote!(#private::run::<Self>(&self.__wf_ctx, &self.__wf_options, input).await),
+            quote!(#private::run::<Self>(&self.__wf_ctx, &self.__wf_options, input)),
             quote!(#private::start::<Self>(&self.__wf_ctx, &self.__wf_options, input)),
             quote!(&__WF_GRAPH),
         ],

@@ -100,12 +100,12 @@ pub fn output<O, T: IsOutput<O>>(value: T) -> O {
 }
 
 /// Runs a workflow to completion in the calling task.
-pub async fn run<W: Compiled>(
+pub fn run<W: Compiled>(
     ctx: &Arc<W::Context>,
     options: &RunOptions,
     input: W::Input,
-) -> Result<W::Output, RunError> {
-    crate::run::run::<W>(ctx, options, input).await
+) -> impl Future<Output = Result<W::Output, RunError>> + Send + use<W> {
+    crate::run::run::<W>(Arc::clone(ctx), options.clone(), input)
 }
 
 /// Starts a workflow in a new tokio task.

@@ -296,15 +296,15 @@ impl fmt::Debug for Canceller {
 
 /// Runs a workflow to completion in the calling task.
 pub(crate) async fn run<W: Compiled>(
-    ctx: &Arc<W::Context>,
-    options: &RunOptions,
+    ctx: Arc<W::Context>,
+    options: RunOptions,
     input: W::Input,
 ) -> Result<W::Output, RunError> {
     let log = Arc::new(EventLog::new());
     drive::<W>(
         RunId::new(),
-        W::new_run(Arc::clone(ctx), input),
-        options.clone(),
+        W::new_run(ctx, input),
+        options,
         log,
         Canceller::default(),
     )
@@ -519,25 +519,28 @@ async fn attempts<W: Compiled>(
         });
         let started = Instant::now();
         let step = AssertUnwindSafe(W::node(&run, node)).catch_unwind();
-        let result = async {
-            let outcome = match policy.timeout {
+        let outcome = async {
+            match policy.timeout {
                 Some(limit) => tokio::time::timeout(limit, step)
                     .await
                     .unwrap_or_else(|_| Ok(Err(StepError::timed_out(limit)))),
                 None => step.await,
-            };
-            let result =
-                outcome.unwrap_or_else(|panic| Err(StepError::panicked(panic_message(&*panic))));
-            let outcome = match &result {
-                Ok(()) => "succeeded",
-                Err(error) if error.is_retryable() && attempt <= policy.retries => "retrying",
-                Err(_) => "failed",
-            };
-            tracing::Span::current().record("outcome", outcome);
-            result
+            }
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+        let result =
+            outcome.unwrap_or_else(|panic| Err(StepError::panicked(panic_message(&*panic))));
+        let retry =
+            matches!(&result, Err(error) if error.is_retryable() && attempt <= policy.retries);
+        span.record(
+            "outcome",
+            match &result {
+                Ok(()) => "succeeded",
+                Err(_) if retry => "retrying",
+                Err(_) => "failed",
+            },
+        );
         let duration = started.elapsed();
         match result {
             Ok(()) => {
@@ -548,7 +551,7 @@ async fn attempts<W: Compiled>(
                 });
                 return (node, Ok(()));
             }
-            Err(error) if error.is_retryable() && attempt <= policy.retries => {
+            Err(error) if retry => {
                 let delay = policy.delay_before(attempt + 1);
                 log.emit(EventKind::StepRetrying {
                     node: def.name.into(),

@@ -1,0 +1,502 @@
+//! The scheduler's guarantees, on small purpose-built workflows.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use workflow::prelude::*;
+use workflow::{ErrorKind, Parallelism};
+
+/// Counts drops, to prove that a cancelled step's future is dropped exactly once.
+struct DropGuard<'a>(&'a AtomicUsize);
+
+impl Drop for DropGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parallelism
+
+struct Rendezvous {
+    threads: std::sync::Barrier,
+    tasks: tokio::sync::Barrier,
+}
+
+/// Blocks its thread until the other side arrives: passes only if both run on two threads
+/// at once.
+#[step]
+fn meet_on_threads(ctx: &Rendezvous, x: &u32) -> u32 {
+    ctx.threads.wait();
+    *x
+}
+
+/// Waits until the other side arrives: passes only if both futures are polled concurrently.
+#[step]
+async fn meet_in_task(ctx: &Rendezvous, x: &u32) -> u32 {
+    ctx.tasks.wait().await;
+    *x
+}
+
+#[step]
+fn add(a: &u32, b: &u32) -> u32 {
+    a + b
+}
+
+workflow! {
+    /// Two independent steps that can only finish together.
+    ThreadPair(ctx: Rendezvous, x: u32) -> u32 {
+        let a = meet_on_threads(x);
+        let b = meet_on_threads(x);
+        add(a, b)
+    }
+}
+
+workflow! {
+    /// Two independent steps that can only finish together.
+    TaskPair(ctx: Rendezvous, x: u32) -> u32 {
+        let a = meet_in_task(x);
+        let b = meet_in_task(x);
+        add(a, b)
+    }
+}
+
+fn rendezvous() -> Rendezvous {
+    Rendezvous {
+        threads: std::sync::Barrier::new(2),
+        tasks: tokio::sync::Barrier::new(2),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_steps_run_on_several_threads_at_once() {
+    let run = ThreadPair::new(rendezvous()).run(21);
+    let output = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("both steps ran at the same time");
+    assert_eq!(output.expect("succeeds"), 42);
+}
+
+#[tokio::test]
+async fn a_single_task_run_still_overlaps_waiting_steps() {
+    let options = RunOptions::new().parallelism(Parallelism::SingleTask);
+    let run = TaskPair::new(rendezvous()).with_options(options).run(21);
+    let output = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("both steps were polled concurrently");
+    assert_eq!(output.expect("succeeds"), 42);
+}
+
+// ---------------------------------------------------------------------------------------
+// Concurrency limit
+
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+#[step]
+async fn busy(ctx: &Gauge, x: &u32) -> u32 {
+    let now = ctx.now.fetch_add(1, Ordering::SeqCst) + 1;
+    ctx.max.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ctx.now.fetch_sub(1, Ordering::SeqCst);
+    *x
+}
+
+#[step]
+fn sum5(a: &u32, b: &u32, c: &u32, d: &u32, e: &u32) -> u32 {
+    a + b + c + d + e
+}
+
+workflow! {
+    /// Five independent busy steps.
+    Five(ctx: Gauge, x: u32) -> u32 {
+        let a = busy(x);
+        let b = busy(x);
+        let c = busy(x);
+        let d = busy(x);
+        let e = busy(x);
+        sum5(a, b, c, d, e)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_concurrency_limit_caps_steps_in_flight() {
+    for parallelism in [Parallelism::Tasks, Parallelism::SingleTask] {
+        let gauge = Arc::new(Gauge::default());
+        let options = RunOptions::new()
+            .max_concurrency(2)
+            .parallelism(parallelism);
+        let start = tokio::time::Instant::now();
+        let output = Five::with_context(Arc::clone(&gauge))
+            .with_options(options)
+            .run(1)
+            .await;
+        assert_eq!(output.expect("succeeds"), 5);
+        assert_eq!(gauge.max.load(Ordering::SeqCst), 2, "{parallelism:?}");
+        // Five 100 ms steps, two at a time: three rounds.
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(300),
+            "{parallelism:?}"
+        );
+    }
+    let gauge = Arc::new(Gauge::default());
+    Five::with_context(Arc::clone(&gauge))
+        .run(1)
+        .await
+        .expect("succeeds");
+    assert_eq!(gauge.max.load(Ordering::SeqCst), 5, "no limit by default");
+}
+
+// ---------------------------------------------------------------------------------------
+// Failure and cancellation
+
+#[derive(Default)]
+struct Probe {
+    dropped: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Broken;
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the disk is full")
+    }
+}
+
+impl std::error::Error for Broken {}
+
+#[step]
+async fn fails_soon(x: &u32) -> Result<u32, Broken> {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let _ = x;
+    Err(Broken)
+}
+
+#[step]
+async fn takes_an_hour(ctx: &Probe, x: &u32) -> u32 {
+    let _guard = DropGuard(&ctx.dropped);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    ctx.finished.fetch_add(1, Ordering::SeqCst);
+    *x
+}
+
+workflow! {
+    /// One step fails while another is still running.
+    FailFast(ctx: Probe, x: u32) -> u32 {
+        let a = fails_soon(x);
+        let b = takes_an_hour(x);
+        add(a, b)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_step_fails_the_run_and_cancels_the_others() {
+    for parallelism in [Parallelism::Tasks, Parallelism::SingleTask] {
+        let probe = Arc::new(Probe::default());
+        let start = tokio::time::Instant::now();
+        let handle = FailFast::with_context(Arc::clone(&probe))
+            .with_options(RunOptions::new().parallelism(parallelism))
+            .start(1);
+        let events = handle.events();
+        let error = handle.await.expect_err("fails_soon fails");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(10),
+            "nothing waits for the hour"
+        );
+        assert!(matches!(
+            error,
+            RunError::Step {
+                node: "a",
+                step: "fails_soon",
+                ..
+            }
+        ));
+        assert_eq!(
+            error.to_string(),
+            "node `a` (step `fails_soon`) failed: the disk is full"
+        );
+        let source = std::error::Error::source(&error).expect("the cause is kept");
+        assert_eq!(source.to_string(), "the disk is full");
+        assert_eq!(
+            probe.dropped.load(Ordering::SeqCst),
+            1,
+            "the slow step was dropped once"
+        );
+        assert_eq!(probe.finished.load(Ordering::SeqCst), 0);
+
+        let events = events.collect().await;
+        let last = events.last().expect("events").kind.clone();
+        assert_eq!(
+            last,
+            EventKind::RunFailed {
+                node: "a".into(),
+                error: "the disk is full".into(),
+                duration: Duration::from_millis(10),
+            }
+        );
+        assert!(
+            events.iter().all(|e| e.kind.node() != Some("add")),
+            "add never started"
+        );
+    }
+}
+
+workflow! {
+    /// Waits an hour.
+    Hour(ctx: Probe, x: u32) -> u32 {
+        takes_an_hour(x)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_run_drops_its_steps_and_ends_it() {
+    let probe = Arc::new(Probe::default());
+    let handle = Hour::with_context(Arc::clone(&probe)).start(1);
+    let mut events = handle.events();
+    // Wait until the step is running.
+    while let Some(event) = events.next().await {
+        if matches!(event.kind, EventKind::StepStarted { .. }) {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let canceller = handle.canceller();
+    canceller.cancel();
+    assert!(canceller.is_cancelled());
+    assert!(matches!(handle.await, Err(RunError::Cancelled)));
+    assert_eq!(probe.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(probe.finished.load(Ordering::SeqCst), 0);
+    let rest = events.collect().await;
+    assert_eq!(
+        rest.last().map(|e| &e.kind),
+        Some(&EventKind::RunCancelled {
+            duration: Duration::from_secs(5)
+        })
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Policies
+
+#[derive(Default)]
+struct Attempts(AtomicUsize);
+
+#[step(retries = 3, backoff = "100ms..150ms")]
+async fn flaky(ctx: &Attempts, x: &u32) -> Result<u32, StepError> {
+    let attempt = ctx.0.fetch_add(1, Ordering::SeqCst) + 1;
+    if attempt < 3 {
+        return Err(StepError::msg(format!("attempt {attempt} failed")));
+    }
+    Ok(*x)
+}
+
+workflow! {
+    /// Succeeds on the third attempt.
+    Flaky(ctx: Attempts, x: u32) -> u32 {
+        flaky(x)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_attempts_are_retried_with_backoff() {
+    let start = tokio::time::Instant::now();
+    let handle = Flaky::new(Attempts::default()).start(7);
+    let events = handle.events();
+    assert_eq!(handle.await.expect("third time lucky"), 7);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(100 + 150),
+        "100 ms, then capped"
+    );
+    let events = events.collect().await;
+    let retries: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StepRetrying {
+                attempt,
+                error,
+                delay,
+                ..
+            } => Some((*attempt, error.as_str(), *delay)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [
+            (1, "attempt 1 failed", Duration::from_millis(100)),
+            (2, "attempt 2 failed", Duration::from_millis(150)),
+        ]
+    );
+}
+
+#[step(retries = 5)]
+async fn rejected(x: &u32) -> Result<u32, StepError> {
+    let _ = x;
+    Err(StepError::msg("400 bad request").permanent())
+}
+
+workflow! {
+    /// Fails permanently.
+    Rejected(x: u32) -> u32 {
+        rejected(x)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_errors_are_not_retried() {
+    let handle = Rejected::new().start(1);
+    let events = handle.events();
+    let error = handle.await.expect_err("permanent");
+    let RunError::Step { source, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(source.kind(), ErrorKind::Permanent);
+    let started = events
+        .collect()
+        .await
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StepStarted { .. }))
+        .count();
+    assert_eq!(started, 1);
+}
+
+#[step(timeout = "1s", retries = 1, backoff = "10ms..10ms")]
+async fn hangs(ctx: &Probe, x: &u32) -> u32 {
+    let _guard = DropGuard(&ctx.dropped);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    *x
+}
+
+workflow! {
+    /// Never finishes in time.
+    Hangs(ctx: Probe, x: u32) -> u32 {
+        hangs(x)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_attempt_is_cancelled_and_counts_as_a_failure() {
+    let probe = Arc::new(Probe::default());
+    let start = tokio::time::Instant::now();
+    let error = Hangs::with_context(Arc::clone(&probe))
+        .run(1)
+        .await
+        .expect_err("times out twice");
+    assert_eq!(start.elapsed(), Duration::from_millis(2010));
+    assert_eq!(
+        probe.dropped.load(Ordering::SeqCst),
+        2,
+        "each attempt was dropped"
+    );
+    let RunError::Step { source, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(source.kind(), ErrorKind::TimedOut);
+    assert_eq!(error.to_string(), "step `hangs` failed: timed out after 1s");
+}
+
+#[step]
+fn panics(x: &u32) -> u32 {
+    assert!(*x > 100, "x is too small");
+    *x
+}
+
+workflow! {
+    /// Panics.
+    Panics(x: u32) -> u32 {
+        panics(x)
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_step_fails_the_run_instead_of_the_process() {
+    for parallelism in [Parallelism::Tasks, Parallelism::SingleTask] {
+        let error = Panics::new()
+            .with_options(RunOptions::new().parallelism(parallelism))
+            .run(1)
+            .await
+            .expect_err("panics");
+        assert_eq!(
+            error.to_string(),
+            "step `panics` failed: panicked: x is too small"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tracing
+
+#[derive(Default, Clone)]
+struct Spans(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Spans {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut fields = FieldText(String::new());
+        span.record(&mut fields);
+        let mut spans = self.0.lock().expect("lock");
+        spans.push(format!("{}{}", span.metadata().name(), fields.0));
+        tracing::span::Id::from_u64(spans.len() as u64)
+    }
+    fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut fields = FieldText(String::new());
+        values.record(&mut fields);
+        let mut spans = self.0.lock().expect("lock");
+        let index = usize::try_from(span.into_u64()).expect("small") - 1;
+        spans[index].push_str(&fields.0);
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+struct FieldText(String);
+
+impl tracing::field::Visit for FieldText {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() != "run_id" {
+            self.0.push_str(&format!(" {}={:?}", field.name(), value));
+        }
+    }
+}
+
+#[test]
+fn runs_and_steps_are_tracing_spans() {
+    let spans = Spans::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    tracing::subscriber::with_default(spans.clone(), || {
+        runtime.block_on(async {
+            Flaky::new(Attempts::default())
+                .with_options(RunOptions::new().parallelism(Parallelism::SingleTask))
+                .run(7)
+                .await
+                .expect("succeeds");
+        });
+    });
+    let spans = spans.0.lock().expect("lock").clone();
+    assert_eq!(
+        spans,
+        [
+            "workflow.run workflow=\"Flaky\"",
+            "workflow.step node=\"flaky\" step=\"flaky\" attempt=1 outcome=\"retrying\"",
+            "workflow.step node=\"flaky\" step=\"flaky\" attempt=2 outcome=\"retrying\"",
+            "workflow.step node=\"flaky\" step=\"flaky\" attempt=3 outcome=\"succeeded\"",
+        ]
+    );
+}
