@@ -9,9 +9,9 @@ use workflow::{Policy, Source};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Words(Vec<String>);
 
-/// Sync, infallible, owned input (cloned for the call).
+/// Sync, infallible; `&str` borrows the `String` input (deref coercion).
 #[step]
-fn split(text: String) -> Words {
+fn split(text: &str) -> Words {
     Words(text.split_whitespace().map(str::to_owned).collect())
 }
 
@@ -22,9 +22,9 @@ async fn count(words: &Words) -> Result<usize, std::num::TryFromIntError> {
     Ok(words.0.len())
 }
 
-/// Sync, fallible with `StepError`, two inputs of different types.
+/// Sync, fallible with `StepError`; an owned `Copy` input is copied for the call.
 #[step]
-fn describe(words: &Words, count: &usize) -> Result<String, StepError> {
+fn describe(words: &Words, count: usize) -> Result<String, StepError> {
     let first = words.0.first().ok_or_else(|| StepError::msg("no words"))?;
     Ok(format!("{count} words, starting with {first}"))
 }
@@ -42,12 +42,15 @@ workflow! {
 async fn sync_and_async_steps_fallible_or_not() {
     let out = Describe::new().run("the quick brown fox".into()).await;
     assert_eq!(out.expect("succeeds"), "4 words, starting with the");
-    let error = Describe::new().run("   ".into()).await.expect_err("no words");
+    let error = Describe::new()
+        .run("   ".into())
+        .await
+        .expect_err("no words");
     assert_eq!(error.to_string(), "step `describe` failed: no words");
 }
 
 #[step]
-fn pair(a: &u32, b: &String) -> String {
+fn pair(a: u32, b: &str) -> String {
     format!("{b}{a}")
 }
 
@@ -80,8 +83,8 @@ async fn inputs_are_a_tuple_or_unit() {
 static EFFECTS: AtomicUsize = AtomicUsize::new(0);
 
 #[step]
-fn effect(x: &u32) {
-    EFFECTS.fetch_add(usize::try_from(*x).expect("small"), Ordering::SeqCst);
+fn effect(x: u32) {
+    EFFECTS.fetch_add(usize::try_from(x).expect("small"), Ordering::SeqCst);
 }
 
 mod steps {
@@ -89,7 +92,7 @@ mod steps {
 
     /// A step in another module, used by path.
     #[step(name = "double it")]
-    pub(crate) fn double(x: &u32) -> u32 {
+    pub(crate) fn double(x: u32) -> u32 {
         x * 2
     }
 }
@@ -113,14 +116,18 @@ async fn discarded_nodes_still_run_and_bindings_can_be_the_output() {
     let names: Vec<_> = graph.nodes.iter().map(|n| (n.name, n.step)).collect();
     assert_eq!(
         names,
-        [("doubled", "double it"), ("effect", "effect"), ("effect_2", "effect")]
+        [
+            ("doubled", "double it"),
+            ("effect", "effect"),
+            ("effect_2", "effect")
+        ]
     );
     assert_eq!(graph.output, Source::Node(workflow::NodeId(0)));
 }
 
 #[step(retries = 3, backoff = "1s..1m", timeout = "1.5s")]
-fn with_policy(x: &u32) -> u32 {
-    *x
+fn with_policy(x: u32) -> u32 {
+    x
 }
 
 #[test]
@@ -132,13 +139,13 @@ fn policies_reach_the_graph() {
     assert_eq!(policy.timeout, Some(std::time::Duration::from_millis(1500)));
     assert_eq!(<with_policy as Step>::OUTPUT_TYPE, "u32");
     assert_eq!(<steps::double as Step>::NAME, "double it");
-    assert_eq!(with_policy(&4), 4, "the function stays callable on its own");
+    assert_eq!(with_policy(4), 4, "the function stays callable on its own");
 }
 
 #[tokio::test]
 async fn workflows_can_be_local_to_a_function() {
     #[step]
-    fn shout(text: &String) -> String {
+    fn shout(text: &str) -> String {
         text.to_uppercase()
     }
 
@@ -156,5 +163,8 @@ async fn workflows_can_be_local_to_a_function() {
 #[tokio::test]
 async fn a_run_future_is_owned_and_can_be_spawned() {
     let task = tokio::spawn(Describe::new().run("a b".into()));
-    assert_eq!(task.await.expect("joined").expect("ok"), "2 words, starting with a");
+    assert_eq!(
+        task.await.expect("joined").expect("ok"),
+        "2 words, starting with a"
+    );
 }

@@ -34,8 +34,7 @@ fn at(events: &[Event], node: &str, started: bool) -> Duration {
             EventKind::StepSucceeded { node: n, .. } => !started && n == node,
             _ => false,
         })
-        .map(|e| e.at)
-        .unwrap_or_else(|| panic!("no event for {node}"))
+        .map_or_else(|| panic!("no event for {node}"), |e| e.at)
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,5 +1,6 @@
 //! The scheduler's guarantees, on small purpose-built workflows.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,20 +28,20 @@ struct Rendezvous {
 /// Blocks its thread until the other side arrives: passes only if both run on two threads
 /// at once.
 #[step]
-fn meet_on_threads(ctx: &Rendezvous, x: &u32) -> u32 {
+fn meet_on_threads(ctx: &Rendezvous, x: u32) -> u32 {
     ctx.threads.wait();
-    *x
+    x
 }
 
 /// Waits until the other side arrives: passes only if both futures are polled concurrently.
 #[step]
-async fn meet_in_task(ctx: &Rendezvous, x: &u32) -> u32 {
+async fn meet_in_task(ctx: &Rendezvous, x: u32) -> u32 {
     ctx.tasks.wait().await;
-    *x
+    x
 }
 
 #[step]
-fn add(a: &u32, b: &u32) -> u32 {
+fn add(a: u32, b: u32) -> u32 {
     a + b
 }
 
@@ -98,17 +99,17 @@ struct Gauge {
 }
 
 #[step]
-async fn busy(ctx: &Gauge, x: &u32) -> u32 {
+async fn busy(ctx: &Gauge, x: u32) -> u32 {
     let now = ctx.now.fetch_add(1, Ordering::SeqCst) + 1;
     ctx.max.fetch_max(now, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(100)).await;
     ctx.now.fetch_sub(1, Ordering::SeqCst);
-    *x
+    x
 }
 
 #[step]
-fn sum5(a: &u32, b: &u32, c: &u32, d: &u32, e: &u32) -> u32 {
-    a + b + c + d + e
+fn sum5(v1: u32, v2: u32, v3: u32, v4: u32, v5: u32) -> u32 {
+    v1 + v2 + v3 + v4 + v5
 }
 
 workflow! {
@@ -173,18 +174,18 @@ impl std::fmt::Display for Broken {
 impl std::error::Error for Broken {}
 
 #[step]
-async fn fails_soon(x: &u32) -> Result<u32, Broken> {
+async fn fails_soon(x: u32) -> Result<u32, Broken> {
     tokio::time::sleep(Duration::from_millis(10)).await;
     let _ = x;
     Err(Broken)
 }
 
 #[step]
-async fn takes_an_hour(ctx: &Probe, x: &u32) -> u32 {
+async fn takes_an_hour(ctx: &Probe, x: u32) -> u32 {
     let _guard = DropGuard(&ctx.dropped);
     tokio::time::sleep(Duration::from_secs(3600)).await;
     ctx.finished.fetch_add(1, Ordering::SeqCst);
-    *x
+    x
 }
 
 workflow! {
@@ -290,12 +291,12 @@ async fn cancelling_a_run_drops_its_steps_and_ends_it() {
 struct Attempts(AtomicUsize);
 
 #[step(retries = 3, backoff = "100ms..150ms")]
-async fn flaky(ctx: &Attempts, x: &u32) -> Result<u32, StepError> {
+fn flaky(ctx: &Attempts, x: u32) -> Result<u32, StepError> {
     let attempt = ctx.0.fetch_add(1, Ordering::SeqCst) + 1;
     if attempt < 3 {
         return Err(StepError::msg(format!("attempt {attempt} failed")));
     }
-    Ok(*x)
+    Ok(x)
 }
 
 workflow! {
@@ -339,7 +340,7 @@ async fn failed_attempts_are_retried_with_backoff() {
 }
 
 #[step(retries = 5)]
-async fn rejected(x: &u32) -> Result<u32, StepError> {
+fn rejected(x: u32) -> Result<u32, StepError> {
     let _ = x;
     Err(StepError::msg("400 bad request").permanent())
 }
@@ -370,10 +371,10 @@ async fn permanent_errors_are_not_retried() {
 }
 
 #[step(timeout = "1s", retries = 1, backoff = "10ms..10ms")]
-async fn hangs(ctx: &Probe, x: &u32) -> u32 {
+async fn hangs(ctx: &Probe, x: u32) -> u32 {
     let _guard = DropGuard(&ctx.dropped);
     tokio::time::sleep(Duration::from_secs(60)).await;
-    *x
+    x
 }
 
 workflow! {
@@ -405,9 +406,9 @@ async fn a_timed_out_attempt_is_cancelled_and_counts_as_a_failure() {
 }
 
 #[step]
-fn panics(x: &u32) -> u32 {
-    assert!(*x > 100, "x is too small");
-    *x
+fn panics(x: u32) -> u32 {
+    assert!(x > 100, "x is too small");
+    x
 }
 
 workflow! {
@@ -467,7 +468,7 @@ struct FieldText(String);
 impl tracing::field::Visit for FieldText {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         if field.name() != "run_id" {
-            self.0.push_str(&format!(" {}={:?}", field.name(), value));
+            let _ = write!(self.0, " {}={value:?}", field.name());
         }
     }
 }

@@ -151,14 +151,12 @@ fn workflow_type(
                 }
 
                 /// Runs the workflow to completion in the calling task and returns its
-                /// output.
+                /// output. The future owns what it needs, so it can be spawned or stored.
                 ///
                 /// # Errors
                 ///
                 /// When a step fails for good: the error names the node and carries the
                 /// step's error; the steps still running are cancelled first.
-                ///
-                /// The future owns what it needs, so it can be spawned or stored.
                 pub fn run(
                     &self,
                     input: #input_ty,
@@ -213,7 +211,11 @@ pub(crate) fn stub(graph: &Graph) -> TokenStream {
     let (ty, impls) = workflow_type(
         graph,
         &surface,
-        [unreachable.clone(), unreachable.clone(), unreachable],
+        [
+            quote!(async { #unreachable }),
+            unreachable.clone(),
+            unreachable,
+        ],
     );
     quote! {
         #ty
@@ -274,64 +276,9 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
 
     let graph_static = graph_static(graph, &aliases, private);
 
-    let arms = graph.nodes.iter().enumerate().map(|(i, node)| {
-        let step_span = node.step.span();
-        let alias = respan(aliases[i].to_token_stream(), step_span);
-        let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), step_span);
-        let args = node.args.iter().map(|arg| {
-            let expr = match arg.source {
-                Some(Source::Input(index)) => {
-                    let field = &input_fields[index];
-                    quote!(&__wf_run.#field)
-                }
-                Some(Source::Node(dep)) => {
-                    let field = &node_fields[dep.0];
-                    quote!(#private::input(&__wf_run.#field)?)
-                }
-                None => quote!(::core::unreachable!()),
-            };
-            respan(expr, arg.ident.span())
-        });
-        let field = &node_fields[i];
-        let call = quote_spanned! {step_span=>
-            #alias::__wf_call(#ctx_arg, #(#args),*).await?
-        };
-        quote! {
-            #i => {
-                let __wf_run = #private::ArcPtr::clone(run);
-                ::std::boxed::Box::pin(async move {
-                    let __wf_value = #call;
-                    #private::fill(&__wf_run.#field, __wf_value);
-                    ::core::result::Result::Ok(())
-                })
-            }
-        }
-    });
+    let arms = node_arms(graph, &aliases, &input_fields, &node_fields, private);
 
-    let output_fn = graph.output.as_ref().map(|output| {
-        let value = match output.source {
-            Source::Input(index) => {
-                let field = &input_fields[index];
-                quote!(run.#field)
-            }
-            Source::Node(node) => {
-                let field = &node_fields[node.0];
-                quote!(run.#field.into_inner()?)
-            }
-        };
-        // A mismatch is reported at the last expression, by `IsOutput`'s message.
-        let convert = respan(
-            quote!(#private::output::<#output_ty, _>(__wf_value)),
-            output.span,
-        );
-        quote! {
-            fn output(run: __wf_Run) -> ::core::option::Option<#output_ty> {
-                let __wf_value = #value;
-                ::core::option::Option::Some(#convert)
-            }
-        }
-    });
-
+    let output_fn = output_fn(graph, &input_fields, &node_fields, private, output_ty);
     let uses = uses_check(graph);
 
     quote! {
@@ -393,6 +340,89 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
             #uses
         };
     }
+}
+
+/// `Compiled::output`: takes the output from a finished run, checked against `-> Type`.
+fn output_fn(
+    graph: &Graph,
+    input_fields: &[syn::Ident],
+    node_fields: &[syn::Ident],
+    private: &TokenStream,
+    output_ty: &TokenStream,
+) -> Option<TokenStream> {
+    graph.output.as_ref().map(|output| {
+        let value = match output.source {
+            Source::Input(index) => {
+                let field = &input_fields[index];
+                quote!(run.#field)
+            }
+            Source::Node(node) => {
+                let field = &node_fields[node.0];
+                quote!(run.#field.into_inner()?)
+            }
+        };
+        // A mismatch is reported at the last expression, by `IsOutput`'s message.
+        let convert = respan(
+            quote!(#private::output::<#output_ty, _>(__wf_value)),
+            output.span,
+        );
+        quote! {
+            fn output(run: __wf_Run) -> ::core::option::Option<#output_ty> {
+                let __wf_value = #value;
+                ::core::option::Option::Some(#convert)
+            }
+        }
+    })
+}
+
+/// One `match` arm per node: one attempt of the node, reading its inputs from the run and
+/// filling its slot. Arguments carry the user's spans, so a type mismatch is reported at
+/// the argument.
+fn node_arms(
+    graph: &Graph,
+    aliases: &[syn::Ident],
+    input_fields: &[syn::Ident],
+    node_fields: &[syn::Ident],
+    private: &TokenStream,
+) -> Vec<TokenStream> {
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let step_span = node.step.span();
+            let alias = respan(aliases[i].to_token_stream(), step_span);
+            let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), step_span);
+            let args = node.args.iter().map(|arg| {
+                let expr = match arg.source {
+                    Some(Source::Input(index)) => {
+                        let field = &input_fields[index];
+                        quote!(&__wf_run.#field)
+                    }
+                    Some(Source::Node(dep)) => {
+                        let field = &node_fields[dep.0];
+                        quote!(#private::input(&__wf_run.#field)?)
+                    }
+                    None => quote!(::core::unreachable!()),
+                };
+                respan(expr, arg.ident.span())
+            });
+            let field = &node_fields[i];
+            let call = quote_spanned! {step_span=>
+                #alias::__wf_call(#ctx_arg, #(#args),*).await?
+            };
+            quote! {
+                #i => {
+                    let __wf_run = #private::ArcPtr::clone(run);
+                    ::std::boxed::Box::pin(async move {
+                        let __wf_value = #call;
+                        #private::fill(&__wf_run.#field, __wf_value);
+                        ::core::result::Result::Ok(())
+                    })
+                }
+            }
+        })
+        .collect()
 }
 
 fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) -> TokenStream {

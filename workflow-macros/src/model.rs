@@ -93,42 +93,10 @@ impl Graph {
             ));
         }
 
-        let mut params = params.into_iter().peekable();
-        let ctx = params
-            .next_if(|param| is_context_name(&param.name))
-            .map(|param| (param.name, param.ty));
-        if let Some((name, ty)) = &ctx
-            && let Type::Reference(reference) = ty
-        {
-            errors.push(syn::Error::new(
-                reference.and_token.span,
-                format!(
-                    "the workflow owns its context: write `{name}: {}`, and steps borrow it as `&{}`",
-                    reference.elem.to_token_stream(),
-                    reference.elem.to_token_stream()
-                ),
-            ));
-        }
-        let inputs: Vec<Input> = params
-            .map(|param| Input {
-                name: param.name,
-                ty: param.ty,
-            })
-            .collect();
+        let (ctx, inputs) = context_and_inputs(params, errors);
 
         let mut names = Names::default();
-        for input in &inputs {
-            if is_context_name(&input.name) {
-                errors.push(syn::Error::new(
-                    input.name.span(),
-                    format!(
-                        "`{}` names the workflow's context, which must be its first parameter",
-                        input.name
-                    ),
-                ));
-            }
-            names.claim(&input.name, errors);
-        }
+        names.claim_inputs(&inputs, errors);
 
         // Declare every node first: order in the block does not matter.
         let mut nodes = Vec::with_capacity(lets.len() + 1);
@@ -141,30 +109,13 @@ impl Graph {
                 }
                 BindingDecl::Discard => None,
             };
-            nodes.push(Node {
-                name: binding
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                binding,
-                step: decl.call.step.clone(),
-                args: Vec::new(),
-                deps: Vec::new(),
-                dependents: Vec::new(),
-            });
+            nodes.push(Node::new(binding, decl.call.step.clone()));
             calls.push(decl.call);
         }
         let mut output_call = None;
         let output_binding = match output {
             Some(OutputDecl::Call(call)) => {
-                nodes.push(Node {
-                    name: String::new(),
-                    binding: None,
-                    step: call.step.clone(),
-                    args: Vec::new(),
-                    deps: Vec::new(),
-                    dependents: Vec::new(),
-                });
+                nodes.push(Node::new(None, call.step.clone()));
                 output_call = Some(call.step.span());
                 calls.push(call);
                 None
@@ -185,34 +136,8 @@ impl Graph {
             }
         }
 
-        // Resolve arguments.
-        let scope: Vec<(String, Source)> = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| (input.name.to_string(), Source::Input(i)))
-            .chain(nodes.iter().enumerate().filter_map(|(i, node)| {
-                node.binding
-                    .as_ref()
-                    .map(|b| (b.to_string(), Source::Node(NodeId(i))))
-            }))
-            .collect();
-        let resolve = |ident: &Ident, errors: &mut Errors| -> Option<Source> {
-            let name = ident.to_string();
-            if let Some((_, source)) = scope.iter().find(|(n, _)| *n == name) {
-                return Some(*source);
-            }
-            let message = match &ctx {
-                Some((ctx_name, _)) if *ctx_name == name => format!(
-                    "`{name}` is the workflow's context: steps receive it through their own leading `ctx` parameter, so do not pass it as an argument"
-                ),
-                _ => format!(
-                    "unknown binding `{name}`: no `let {name} = ...` and no workflow input of that name{}",
-                    did_you_mean(&name, scope.iter().map(|(n, _)| n.as_str()))
-                ),
-            };
-            errors.push(syn::Error::new(ident.span(), message));
-            None
-        };
+        let scope = Scope::of(&inputs, &nodes, ctx.as_ref().map(|(name, _)| name));
+        let resolve = |ident: &Ident, errors: &mut Errors| scope.resolve(ident, errors);
         for (index, call) in calls.into_iter().enumerate() {
             let CallDecl { args, .. } = call;
             nodes[index].args = args
@@ -235,21 +160,7 @@ impl Graph {
             (None, None) => None,
         };
 
-        // Edges, both ways, without duplicates.
-        for index in 0..nodes.len() {
-            let mut deps = Vec::new();
-            for arg in &nodes[index].args {
-                if let Some(Source::Node(dep)) = arg.source
-                    && !deps.contains(&dep)
-                {
-                    deps.push(dep);
-                }
-            }
-            for &dep in &deps {
-                nodes[dep.0].dependents.push(NodeId(index));
-            }
-            nodes[index].deps = deps;
-        }
+        link(&mut nodes);
 
         Self {
             attrs,
@@ -263,6 +174,112 @@ impl Graph {
             output,
         }
     }
+}
+
+impl Node {
+    /// A node with its arguments and edges still to resolve.
+    fn new(binding: Option<Ident>, step: Path) -> Self {
+        Self {
+            name: binding
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            binding,
+            step,
+            args: Vec::new(),
+            deps: Vec::new(),
+            dependents: Vec::new(),
+        }
+    }
+}
+
+/// The names an argument can refer to: the inputs, then the bindings.
+struct Scope<'a> {
+    names: Vec<(String, Source)>,
+    ctx: Option<&'a Ident>,
+}
+
+impl<'a> Scope<'a> {
+    fn of(inputs: &[Input], nodes: &[Node], ctx: Option<&'a Ident>) -> Self {
+        let names = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| (input.name.to_string(), Source::Input(i)))
+            .chain(nodes.iter().enumerate().filter_map(|(i, node)| {
+                node.binding
+                    .as_ref()
+                    .map(|b| (b.to_string(), Source::Node(NodeId(i))))
+            }))
+            .collect();
+        Self { names, ctx }
+    }
+
+    fn resolve(&self, ident: &Ident, errors: &mut Errors) -> Option<Source> {
+        let name = ident.to_string();
+        if let Some((_, source)) = self.names.iter().find(|(n, _)| *n == name) {
+            return Some(*source);
+        }
+        let message = if self.ctx.is_some_and(|ctx| *ctx == name) {
+            format!(
+                "`{name}` is the workflow's context: steps receive it through their own leading `ctx` parameter, so do not pass it as an argument"
+            )
+        } else {
+            format!(
+                "unknown binding `{name}`: no `let {name} = ...` and no workflow input of that name{}",
+                did_you_mean(&name, self.names.iter().map(|(n, _)| n.as_str()))
+            )
+        };
+        errors.push(syn::Error::new(ident.span(), message));
+        None
+    }
+}
+
+/// Fills `deps` and `dependents` from the resolved arguments, without duplicates.
+fn link(nodes: &mut [Node]) {
+    for index in 0..nodes.len() {
+        let mut deps = Vec::new();
+        for arg in &nodes[index].args {
+            if let Some(Source::Node(dep)) = arg.source
+                && !deps.contains(&dep)
+            {
+                deps.push(dep);
+            }
+        }
+        for &dep in &deps {
+            nodes[dep.0].dependents.push(NodeId(index));
+        }
+        nodes[index].deps = deps;
+    }
+}
+
+/// Splits the parameters into the context (a leading `ctx`) and the inputs.
+fn context_and_inputs(
+    params: impl IntoIterator<Item = crate::parse::ParamDecl>,
+    errors: &mut Errors,
+) -> (Option<(Ident, Type)>, Vec<Input>) {
+    let mut params = params.into_iter().peekable();
+    let ctx = params
+        .next_if(|param| is_context_name(&param.name))
+        .map(|param| (param.name, param.ty));
+    if let Some((name, ty)) = &ctx
+        && let Type::Reference(reference) = ty
+    {
+        errors.push(syn::Error::new(
+            reference.and_token.span,
+            format!(
+                "the workflow owns its context: write `{name}: {}`, and steps borrow it as `&{}`",
+                reference.elem.to_token_stream(),
+                reference.elem.to_token_stream()
+            ),
+        ));
+    }
+    let inputs = params
+        .map(|param| Input {
+            name: param.name,
+            ty: param.ty,
+        })
+        .collect();
+    (ctx, inputs)
 }
 
 /// A leading parameter with one of these names is the context, in workflows and in steps.
@@ -284,6 +301,21 @@ impl Names {
             ));
         } else {
             self.0.push((name, ident.span()));
+        }
+    }
+
+    fn claim_inputs(&mut self, inputs: &[Input], errors: &mut Errors) {
+        for input in inputs {
+            if is_context_name(&input.name) {
+                errors.push(syn::Error::new(
+                    input.name.span(),
+                    format!(
+                        "`{}` names the workflow's context, which must be its first parameter",
+                        input.name
+                    ),
+                ));
+            }
+            self.claim(&input.name, errors);
         }
     }
 

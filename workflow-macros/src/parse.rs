@@ -85,10 +85,17 @@ impl Parse for WorkflowInput {
         };
         let lookahead = input.lookahead1();
         if !lookahead.peek(token::Brace) {
-            return Err(if output_ty.is_none() {
-                lookahead.error()
-            } else {
-                syn::Error::new(input.span(), "expected the workflow's body `{ ... }`")
+            return Err(match &output_ty {
+                None => lookahead.error(),
+                // At the end of the input, syn's span is the whole macro call.
+                Some(ty) if input.is_empty() => syn::Error::new_spanned(
+                    ty,
+                    "expected the workflow's body `{ ... }` after the output type",
+                ),
+                Some(_) => syn::Error::new(
+                    input.span(),
+                    "expected the workflow's body `{ ... }` after the output type",
+                ),
             });
         }
         let body;

@@ -91,11 +91,14 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
         match key.as_str() {
             "retries" => {
                 let value = meta.value()?;
-                let lit: LitInt = value.parse().map_err(|error| {
-                    syn::Error::new(
-                        error.span(),
-                        "`retries` takes a whole number, e.g. `retries = 3`",
-                    )
+                // With no value, syn's span would be the call site: point at the option.
+                let span = if value.is_empty() {
+                    meta.path.span()
+                } else {
+                    value.span()
+                };
+                let lit: LitInt = value.parse().map_err(|_| {
+                    syn::Error::new(span, "`retries` takes a whole number, e.g. `retries = 3`")
                 })?;
                 let retries = lit.base10_parse::<u32>().map_err(|_| {
                     syn::Error::new(
@@ -202,13 +205,16 @@ pub(crate) fn parse_duration(text: &str) -> Result<u128, String> {
     };
     let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(invalid)?;
     let mut scale = unit_nanos;
+    let too_long = || format!("duration `{text}` is too long");
     for digit in fraction.chars() {
         scale /= 10;
-        nanos += u128::from(digit.to_digit(10).ok_or_else(invalid)?) * scale;
+        let digit = u128::from(digit.to_digit(10).ok_or_else(invalid)?);
+        // A whole part near `u128::MAX` must not overflow here (a panic in the macro).
+        nanos = nanos.checked_add(digit * scale).ok_or_else(too_long)?;
     }
     // Durations are stored as `u64` nanoseconds (over 580 years).
     if nanos > u128::from(u64::MAX) {
-        return Err(format!("duration `{text}` is too long"));
+        return Err(too_long());
     }
     Ok(nanos)
 }
@@ -237,15 +243,17 @@ struct Param {
     by_ref: bool,
 }
 
-fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Option<TokenStream> {
-    let sig = &func.sig;
-    let krate = options
-        .krate
-        .clone()
-        .unwrap_or_else(|| syn::parse_quote!(::workflow));
-    let private = quote!(#krate::__private);
-    let name = &sig.ident;
+/// What `signature` reads from a step function.
+struct StepSignature {
+    ctx_ty: Option<Type>,
+    params: Vec<Param>,
+    output_ty: Type,
+    fallible: bool,
+    output_span: Span,
+}
 
+/// Checks a step's signature and reads what the companion needs from it.
+fn signature(sig: &syn::Signature, errors: &mut Errors) -> Option<StepSignature> {
     for param in &sig.generics.params {
         match param {
             GenericParam::Lifetime(_) => {}
@@ -275,14 +283,21 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
             Type::Reference(reference) if reference.mutability.is_none() => {
                 ctx_ty = Some((*reference.elem).clone());
             }
-            other => errors.push(syn::Error::new(
-                other.span(),
-                format!(
-                    "the context parameter must be a shared reference: `{}: &{}`",
-                    pat.ident,
-                    other.to_token_stream()
-                ),
-            )),
+            other => {
+                // `&mut Ctx` becomes `&Ctx`, not `&&mut Ctx`.
+                let target = match other {
+                    Type::Reference(reference) => &*reference.elem,
+                    other => other,
+                };
+                errors.push(syn::Error::new(
+                    other.span(),
+                    format!(
+                        "the context parameter must be a shared reference: `{}: &{}`",
+                        pat.ident,
+                        type_string(target)
+                    ),
+                ));
+            }
         }
         inputs.next();
     }
@@ -335,7 +350,30 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
     if !errors.is_empty() {
         return None;
     }
+    Some(StepSignature {
+        ctx_ty,
+        params,
+        output_ty,
+        fallible,
+        output_span,
+    })
+}
 
+fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Option<TokenStream> {
+    let sig = &func.sig;
+    let StepSignature {
+        ctx_ty,
+        params,
+        output_ty,
+        fallible,
+        output_span,
+    } = signature(sig, errors)?;
+    let krate = options
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::workflow));
+    let private = quote!(#krate::__private);
+    let name = &sig.ident;
     let vis = &func.vis;
     let step_name = options.name.clone().unwrap_or_else(|| name.to_string());
     let output_type_name = type_string(&output_ty);
@@ -368,6 +406,7 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
         }
     });
     let awaited = sig.asyncness.map(|_| quote!(.await));
+    let ignore_ctx = ctx_ty.is_none().then(|| quote!(let _ = __wf_ctx;));
     let wrap = if fallible {
         quote!(#private::fallible(__wf_out))
     } else {
@@ -381,7 +420,7 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
         }
     };
     let doc = format!(
-        "The step `{step_name}`, generated by `#[step]`: wire the function `{name}` into a `workflow!` by name."
+        " The step `{step_name}`, generated by `#[step]`: wire the function `{name}` into a `workflow!` by name."
     );
     Some(quote! {
         #[doc = #doc]
@@ -402,7 +441,7 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
                 __wf_ctx: &#private::ArcPtr<#ctx_param_ty>,
                 #(#param_decls),*
             ) -> ::core::result::Result<#output_ty, #private::StepError> {
-                let _ = __wf_ctx;
+                #ignore_ctx
                 let __wf_out = #name(#ctx_arg #(#call_args),*) #awaited;
                 #wrap
             }
@@ -430,23 +469,23 @@ fn result_ok_type(ty: &Type) -> Option<&Type> {
 
 fn policy(options: &StepOptions, private: &TokenStream) -> TokenStream {
     let retries = options.retries.unwrap_or(0);
-    let backoff = match options.backoff {
-        Some((min, max)) => {
+    let backoff = options.backoff.map_or_else(
+        || quote!(#private::Backoff::DEFAULT),
+        |(min, max)| {
             let (min, max) = (nanos(min), nanos(max));
             quote!(#private::Backoff {
                 min: ::core::time::Duration::from_nanos(#min),
                 max: ::core::time::Duration::from_nanos(#max),
             })
-        }
-        None => quote!(#private::Backoff::DEFAULT),
-    };
-    let timeout = match options.timeout {
-        Some(t) => {
+        },
+    );
+    let timeout = options.timeout.map_or_else(
+        || quote!(::core::option::Option::None),
+        |t| {
             let t = nanos(t);
             quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#t)))
-        }
-        None => quote!(::core::option::Option::None),
-    };
+        },
+    );
     quote! {
         #private::Policy {
             retries: #retries,
