@@ -26,7 +26,7 @@ use crate::graph::{Graph, NodeId};
 use crate::private::Compiled;
 use crate::step::StepError;
 
-/// The unique id of a run (a UUIDv7, so ids sort by start time).
+/// The unique id of a run (a `UUIDv7`, so ids sort by start time).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -530,7 +530,7 @@ async fn attempts<W: Compiled>(
         .instrument(span.clone())
         .await;
         let result =
-            outcome.unwrap_or_else(|panic| Err(StepError::panicked(panic_message(&*panic))));
+            outcome.unwrap_or_else(|panic| Err(StepError::panicked(&panic_message(&*panic))));
         let retry =
             matches!(&result, Err(error) if error.is_retryable() && attempt <= policy.retries);
         span.record(

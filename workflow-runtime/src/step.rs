@@ -147,7 +147,7 @@ impl StepError {
         }
     }
 
-    pub(crate) fn panicked(message: String) -> Self {
+    pub(crate) fn panicked(message: &str) -> Self {
         Self {
             kind: ErrorKind::Panicked,
             source: Box::new(Message(format!("panicked: {message}").into())),
