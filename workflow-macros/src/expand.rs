@@ -276,7 +276,8 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
 
     let graph_static = graph_static(graph, &aliases, private);
 
-    let arms = node_arms(graph, &aliases, &input_fields, &node_fields, private);
+    let node_functions = node_functions(graph, &aliases, &input_fields, &node_fields, private);
+    let node_names = (0..graph.nodes.len()).map(|i| format_ident!("__wf_node{}", i));
 
     let output_fn = output_fn(graph, &input_fields, &node_fields, private, output_ty);
     let uses = uses_check(graph);
@@ -324,9 +325,11 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
                     run: &#private::ArcPtr<__wf_Run>,
                     node: #private::NodeId,
                 ) -> #private::NodeFuture {
-                    match node.0 {
-                        #(#arms)*
-                        _ => ::std::boxed::Box::pin(async {
+                    const NODES: &[fn(&#private::ArcPtr<__wf_Run>) -> #private::NodeFuture] =
+                        &[#(#node_names),*];
+                    match NODES.get(node.0) {
+                        ::core::option::Option::Some(attempt) => attempt(run),
+                        ::core::option::Option::None => ::std::boxed::Box::pin(async {
                             ::core::result::Result::Err(#private::StepError::msg(
                                 "internal error: no such node",
                             ))
@@ -336,6 +339,8 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
 
                 #output_fn
             }
+
+            #(#node_functions)*
 
             #uses
         };
@@ -375,10 +380,11 @@ fn output_fn(
     })
 }
 
-/// One `match` arm per node: one attempt of the node, reading its inputs from the run and
+/// One function per node: one attempt of the node, reading its inputs from the run and
 /// filling its slot. Arguments carry the user's spans, so a type mismatch is reported at
-/// the argument.
-fn node_arms(
+/// the argument. (Separate functions, dispatched through a table, keep the optimizer's work
+/// linear in the number of nodes; one `match` with an async block per arm does not.)
+fn node_functions(
     graph: &Graph,
     aliases: &[syn::Ident],
     input_fields: &[syn::Ident],
@@ -411,8 +417,9 @@ fn node_arms(
             let call = quote_spanned! {step_span=>
                 #alias::__wf_call(#ctx_arg, #(#args),*).await?
             };
+            let function = format_ident!("__wf_node{}", i);
             quote! {
-                #i => {
+                fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture {
                     let __wf_run = #private::ArcPtr::clone(run);
                     ::std::boxed::Box::pin(async move {
                         let __wf_value = #call;
