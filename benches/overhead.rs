@@ -31,9 +31,7 @@
     // Step inputs are taken by reference: that is the `#[step]` contract.
     clippy::trivially_copy_pass_by_ref,
     // `sum10` joins ten inputs: that is the point of it.
-    clippy::too_many_arguments,
-    // The generated hand-written baselines bind every node by name, the last one included.
-    clippy::let_and_return
+    clippy::too_many_arguments
 )]
 
 use std::future::{Future, ready};

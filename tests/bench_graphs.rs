@@ -173,9 +173,10 @@ fn args(shape: &Shape, node: &Node) -> String {
     args.join(", ")
 }
 
-/// One `let` per node, on one line each, named like the nodes of the `workflow!`.
-const BASELINE_ATTRS: &str =
-    "#[rustfmt::skip]\n#[allow(clippy::similar_names, clippy::too_many_lines)]";
+/// One `let` per node, on one line each, named like the nodes of the `workflow!` (the
+/// output's too, hence `let_and_return`).
+const BASELINE_ATTRS: &str = "#[rustfmt::skip]\n\
+    #[allow(clippy::similar_names, clippy::too_many_lines, clippy::let_and_return)]";
 
 /// Hand-written, one tokio task per step, spawned up front; each task awaits its inputs'
 /// tasks in turn (`step_after{n}`: they run on their own, so this waits exactly until the

@@ -117,7 +117,7 @@ workflow! {
 /// `Chain100` by hand: spawns one tokio task per step, each awaiting its inputs' tasks,
 /// and returns the output's task.
 #[rustfmt::skip]
-#[allow(clippy::similar_names, clippy::too_many_lines)]
+#[allow(clippy::similar_names, clippy::too_many_lines, clippy::let_and_return)]
 fn chain_100_tokio_spawn(x: u64) -> Task<u64> {
     let s0 = task(step_after1(inc, ready(x)));
     let s1 = task(step_after1(inc, s0));
@@ -224,7 +224,7 @@ fn chain_100_tokio_spawn(x: u64) -> Task<u64> {
 
 /// `Chain100` by hand: every step's future driven in one task (`join!`, no spawn).
 #[rustfmt::skip]
-#[allow(clippy::similar_names, clippy::too_many_lines)]
+#[allow(clippy::similar_names, clippy::too_many_lines, clippy::let_and_return)]
 async fn chain_100_tokio_single_task(x: u64) -> u64 {
     let s0 = pin!(step_after1(inc, ready(x)));
     let s1 = pin!(step_after1(inc, s0));
@@ -1453,7 +1453,7 @@ workflow! {
 /// `Fanout1000` by hand: spawns one tokio task per step, each awaiting its inputs' tasks,
 /// and returns the output's task.
 #[rustfmt::skip]
-#[allow(clippy::similar_names, clippy::too_many_lines)]
+#[allow(clippy::similar_names, clippy::too_many_lines, clippy::let_and_return)]
 fn fanout_1000_tokio_spawn(x: u64) -> Task<u64> {
     let root = shared_task(step_after1(inc, ready(x)));
     let l0 = task(step_after1(inc, root.clone()));
@@ -2572,7 +2572,7 @@ fn fanout_1000_tokio_spawn(x: u64) -> Task<u64> {
 
 /// `Fanout1000` by hand: every step's future driven in one task (`join!`, no spawn).
 #[rustfmt::skip]
-#[allow(clippy::similar_names, clippy::too_many_lines)]
+#[allow(clippy::similar_names, clippy::too_many_lines, clippy::let_and_return)]
 async fn fanout_1000_tokio_single_task(x: u64) -> u64 {
     let root = step_after1(inc, ready(x)).shared();
     let l0 = pin!(step_after1(inc, root.clone()));
@@ -3709,7 +3709,7 @@ workflow! {
 /// `Pipeline` by hand: spawns one tokio task per step, each awaiting its inputs' tasks,
 /// and returns the output's task.
 #[rustfmt::skip]
-#[allow(clippy::similar_names, clippy::too_many_lines)]
+#[allow(clippy::similar_names, clippy::too_many_lines, clippy::let_and_return)]
 fn pipeline_tokio_spawn(x: u64) -> Task<u64> {
     let research = task(step_after1(research, ready(x)));
     let post = shared_task(step_after1(blog_post, research));
@@ -3724,7 +3724,7 @@ fn pipeline_tokio_spawn(x: u64) -> Task<u64> {
 
 /// `Pipeline` by hand: every step's future driven in one task (`join!`, no spawn).
 #[rustfmt::skip]
-#[allow(clippy::similar_names, clippy::too_many_lines)]
+#[allow(clippy::similar_names, clippy::too_many_lines, clippy::let_and_return)]
 async fn pipeline_tokio_single_task(x: u64) -> u64 {
     let research = pin!(step_after1(research, ready(x)));
     let post = step_after1(blog_post, research).shared();
