@@ -7,8 +7,8 @@ fn generic<T: Clone>(x: &T) -> u32 {
 }
 
 #[step]
-fn mutates(x: &mut u32) -> u32 {
-    *x
+fn mutates(x: &mut u32, y: &u32) -> u32 {
+    *x + y
 }
 
 #[step]

@@ -19,14 +19,15 @@ use syn::spanned::Spanned as _;
 
 use crate::errors::Errors;
 use crate::model::{Graph, Source};
-use crate::parse::WorkflowInput;
+use crate::parse::Decl;
 use crate::tokens::{respan, type_string};
-use crate::validate;
+use crate::{state, validate};
 
 /// `workflow!`: parse, build the graph, check it, expand it.
 pub(crate) fn workflow(input: TokenStream) -> TokenStream {
-    let input: WorkflowInput = match syn::parse2(input) {
-        Ok(input) => input,
+    let input = match syn::parse2(input) {
+        Ok(Decl::Dataflow(input)) => input,
+        Ok(Decl::State(input)) => return state::workflow(input),
         Err(error) => return error.into_compile_error(),
     };
     let mut errors = Errors::default();
@@ -44,12 +45,31 @@ pub(crate) fn workflow(input: TokenStream) -> TokenStream {
     }
 }
 
+/// What the workflow type is declared with.
+pub(crate) struct Header<'a> {
+    pub(crate) attrs: &'a [syn::Attribute],
+    pub(crate) vis: &'a syn::Visibility,
+    pub(crate) name: &'a syn::Ident,
+    pub(crate) has_ctx: bool,
+}
+
+impl<'a> Header<'a> {
+    fn of(graph: &'a Graph) -> Self {
+        Self {
+            attrs: &graph.attrs,
+            vis: &graph.vis,
+            name: &graph.name,
+            has_ctx: graph.ctx.is_some(),
+        }
+    }
+}
+
 /// The types a workflow's public surface is made of.
-struct Surface {
-    private: TokenStream,
-    ctx_ty: TokenStream,
-    input_ty: TokenStream,
-    output_ty: TokenStream,
+pub(crate) struct Surface {
+    pub(crate) private: TokenStream,
+    pub(crate) ctx_ty: TokenStream,
+    pub(crate) input_ty: TokenStream,
+    pub(crate) output_ty: TokenStream,
 }
 
 impl Surface {
@@ -83,8 +103,8 @@ impl Surface {
 /// The workflow type, and its impls (to place in a `const _` block); `bodies` gives the
 /// bodies of `run`, `start` and `graph` (the real ones, or stand-ins when the workflow has
 /// errors).
-fn workflow_type(
-    graph: &Graph,
+pub(crate) fn workflow_type(
+    header: &Header<'_>,
     surface: &Surface,
     bodies: [TokenStream; 3],
 ) -> (TokenStream, TokenStream) {
@@ -95,10 +115,13 @@ fn workflow_type(
         output_ty,
     } = surface;
     let [run_body, start_body, graph_body] = bodies;
-    let attrs = &graph.attrs;
-    let vis = &graph.vis;
-    let name = &graph.name;
-    let constructor = if graph.ctx.is_some() {
+    let Header {
+        attrs,
+        vis,
+        name,
+        has_ctx,
+    } = header;
+    let constructor = if *has_ctx {
         quote! {
             /// Creates the workflow with its context, which every run shares and every step
             /// may borrow.
@@ -114,7 +137,7 @@ fn workflow_type(
             }
         }
     };
-    let default_impl = graph.ctx.is_none().then(|| {
+    let default_impl = (!has_ctx).then(|| {
         quote! {
             impl ::core::default::Default for #name {
                 fn default() -> Self {
@@ -209,7 +232,7 @@ pub(crate) fn stub(graph: &Graph) -> TokenStream {
     let surface = Surface::of(graph);
     let unreachable = quote!(::core::panic!("this workflow failed to compile"));
     let (ty, impls) = workflow_type(
-        graph,
+        &Header::of(graph),
         &surface,
         [
             quote!(async { #unreachable }),
@@ -237,7 +260,7 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
     let name = &graph.name;
 
     let (ty, impls) = workflow_type(
-        graph,
+        &Header::of(graph),
         &surface,
         [
             quote!(#private::run::<Self>(&self.__wf_ctx, &self.__wf_options, input)),
@@ -257,7 +280,6 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
     let input_fields: Vec<_> = (0..graph.inputs.len())
         .map(|i| format_ident!("__wf_in{}", i))
         .collect();
-    let input_types = graph.inputs.iter().map(|input| &input.ty);
     let node_fields: Vec<_> = (0..graph.nodes.len())
         .map(|i| format_ident!("__wf_n{}", i))
         .collect();
@@ -281,6 +303,8 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
 
     let output_fn = output_fn(graph, &input_fields, &node_fields, private, output_ty);
     let uses = uses_check(graph);
+    let input_types: Vec<_> = graph.inputs.iter().map(|input| &input.ty).collect();
+    let as_step = dataflow_as_step(&Header::of(graph), &surface, &input_types);
 
     quote! {
         #ty
@@ -339,6 +363,8 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
 
                 #output_fn
             }
+
+            #as_step
 
             #(#node_functions)*
 
@@ -461,6 +487,7 @@ fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) ->
                 deps: &[#(#private::NodeId(#deps)),*],
                 dependents: &[#(#private::NodeId(#dependents)),*],
                 policy: <#alias as #private::Step>::POLICY,
+                subgraph: <#alias as #private::Step>::SUBGRAPH,
             }
         }
     });
@@ -480,12 +507,13 @@ fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) ->
             nodes: &[#(#nodes),*],
             output: #output,
             output_type: #output_type,
+            shape: #private::Shape::Dataflow,
         };
     }
 }
 
 /// The workflow's doc comment, lines trimmed of the one leading space rustdoc adds.
-fn doc_string(attrs: &[syn::Attribute]) -> String {
+pub(crate) fn doc_string(attrs: &[syn::Attribute]) -> String {
     let lines: Vec<String> = attrs
         .iter()
         .filter(|attr| attr.path().is_ident("doc"))
@@ -552,4 +580,151 @@ fn output_binding(graph: &Graph) -> Option<&syn::Ident> {
         Source::Node(n) => graph.nodes[n.0].binding.as_ref()?,
     };
     (!ident.to_string().starts_with('_')).then_some(ident)
+}
+
+/// The `Step` impl of a workflow, shared by both shapes: a workflow used as a node of
+/// another one is a subworkflow.
+fn step_impl(header: &Header<'_>, surface: &Surface) -> TokenStream {
+    let Surface {
+        private, output_ty, ..
+    } = surface;
+    let name = header.name;
+    let step_name = name.to_string();
+    let output_type = type_string(output_ty);
+    quote! {
+        impl #private::Step for #name {
+            type Output = #output_ty;
+            const NAME: &'static str = #step_name;
+            const OUTPUT_TYPE: &'static str = #output_type;
+            const POLICY: #private::Policy = #private::Policy::DEFAULT;
+            const SUBGRAPH: ::core::option::Option<&'static #private::Graph> =
+                ::core::option::Option::Some(&__WF_GRAPH);
+        }
+    }
+}
+
+/// The generic context parameter of a subworkflow's entry points, and the expression that
+/// gives the subworkflow its own context from `__wf_ctx`.
+fn sub_context(header: &Header<'_>, surface: &Surface) -> (TokenStream, TokenStream) {
+    let Surface {
+        private, ctx_ty, ..
+    } = surface;
+    if header.has_ctx {
+        (
+            quote!(__WfCtx: #private::SubContext<#ctx_ty> + ::core::marker::Send + ::core::marker::Sync + ?::core::marker::Sized),
+            quote!(<__WfCtx as #private::SubContext<#ctx_ty>>::sub_context(__wf_ctx)),
+        )
+    } else {
+        (
+            quote!(__WfCtx: ::core::marker::Send + ::core::marker::Sync + ?::core::marker::Sized),
+            quote!(#private::no_context(__wf_ctx)),
+        )
+    }
+}
+
+/// A dataflow workflow as a node of another workflow: as a dataflow step, its inputs are
+/// the node's arguments; as a node of a state graph over `S`, it runs when its input and
+/// output are both `S`, and its output becomes the new state.
+fn dataflow_as_step(header: &Header<'_>, surface: &Surface, inputs: &[&syn::Type]) -> TokenStream {
+    let Surface {
+        private, output_ty, ..
+    } = surface;
+    let name = header.name;
+    let vis = header.vis;
+    let step = step_impl(header, surface);
+    let (ctx_generic, ctx) = sub_context(header, surface);
+    let args: Vec<_> = (0..inputs.len())
+        .map(|i| format_ident!("__wf_a{}", i))
+        .collect();
+    let clone = quote!(#private::CloneInput::<__WfCtx>::clone_input);
+    let input = match args.as_slice() {
+        [] => quote!(()),
+        [arg] => quote!(#clone(#arg)),
+        args => quote!((#(#clone(#args),)*)),
+    };
+    quote! {
+        #step
+
+        impl #name {
+            #[doc(hidden)]
+            #[allow(clippy::ptr_arg, clippy::trivially_copy_pass_by_ref)]
+            #vis async fn __wf_call<#ctx_generic>(
+                __wf_ctx: &#private::ArcPtr<__WfCtx>,
+                #(#args: &#inputs),*
+            ) -> ::core::result::Result<#output_ty, #private::StepError>
+            where
+                #(#inputs: #private::CloneInput<__WfCtx>,)*
+            {
+                #private::subworkflow::<Self, _>(&#ctx, #input).await
+            }
+        }
+
+        impl<#ctx_generic, __WfState> #private::StateStep<__WfCtx, __WfState> for #name
+        where
+            Self: #private::Workflow<Input = __WfState, Output = __WfState>,
+            __WfState: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync,
+        {
+            type Value = ();
+
+            fn call<'__wf_a>(
+                __wf_ctx: &'__wf_a #private::ArcPtr<__WfCtx>,
+                __wf_state: &'__wf_a mut __WfState,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<(), #private::StepError>,
+            > + ::core::marker::Send + '__wf_a {
+                async move {
+                    let __wf_input = ::core::clone::Clone::clone(&*__wf_state);
+                    *__wf_state = #private::subworkflow::<Self, _>(&#ctx, __wf_input).await?;
+                    ::core::result::Result::Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// A state graph as a node of another workflow: as a dataflow step it takes the initial
+/// state and gives the final one; as a node of a state graph over the same state it
+/// replaces the state with its final one.
+pub(crate) fn state_graph_as_step(header: &Header<'_>, surface: &Surface) -> TokenStream {
+    let Surface {
+        private,
+        input_ty: state_ty,
+        ..
+    } = surface;
+    let name = header.name;
+    let vis = header.vis;
+    let step = step_impl(header, surface);
+    let (ctx_generic, ctx) = sub_context(header, surface);
+    quote! {
+        #step
+
+        impl #name {
+            #[doc(hidden)]
+            #[allow(clippy::ptr_arg)]
+            #vis async fn __wf_call<#ctx_generic>(
+                __wf_ctx: &#private::ArcPtr<__WfCtx>,
+                __wf_state: &#state_ty,
+            ) -> ::core::result::Result<#state_ty, #private::StepError> {
+                let __wf_input = ::core::clone::Clone::clone(__wf_state);
+                #private::state_subworkflow::<Self, _>(&#ctx, __wf_input).await
+            }
+        }
+
+        impl<#ctx_generic> #private::StateStep<__WfCtx, #state_ty> for #name {
+            type Value = ();
+
+            fn call<'__wf_a>(
+                __wf_ctx: &'__wf_a #private::ArcPtr<__WfCtx>,
+                __wf_state: &'__wf_a mut #state_ty,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<(), #private::StepError>,
+            > + ::core::marker::Send + '__wf_a {
+                async move {
+                    let __wf_input = ::core::clone::Clone::clone(&*__wf_state);
+                    *__wf_state = #private::state_subworkflow::<Self, _>(&#ctx, __wf_input).await?;
+                    ::core::result::Result::Ok(())
+                }
+            }
+        }
+    }
 }

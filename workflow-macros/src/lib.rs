@@ -8,6 +8,7 @@ mod errors;
 mod expand;
 mod model;
 mod parse;
+mod state;
 mod step;
 mod tokens;
 mod validate;

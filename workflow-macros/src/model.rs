@@ -332,7 +332,7 @@ impl Names {
 }
 
 /// Reads `#[workflow(crate = "path")]`, keeping the other attributes.
-fn crate_override(attrs: Vec<Attribute>, errors: &mut Errors) -> (Vec<Attribute>, Path) {
+pub(crate) fn crate_override(attrs: Vec<Attribute>, errors: &mut Errors) -> (Vec<Attribute>, Path) {
     let mut krate: Path = syn::parse_quote!(::workflow);
     let mut kept = Vec::with_capacity(attrs.len());
     for attr in attrs {

@@ -11,11 +11,87 @@
 //! }
 //! ```
 //!
-//! Parsing checks only the shape; names are resolved by `model`.
+//!
+//! A state graph takes its state as `&mut`, has no output type (its output is the final
+//! state), and its body is edges and routes:
+//!
+//! ```text
+//! workflow! {
+//!     VIS NAME ( [ctx: CTX,] STATE: &mut TYPE ) {
+//!         (NODE (-> NODE)+ ;)*                                  // edges; NODE may be `END`
+//!         (NODE => match { (PATTERN [if GUARD] => NODE,)* } [max N => NODE] [;])*
+//!     }
+//! }
+//! ```
+//!
+//! Parsing checks only the shape; names are resolved by `model` (and `state` for state
+//! graphs).
 
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Ident, Path, Token, Type, Visibility, braced, parenthesized, token};
+use syn::{
+    Attribute, Expr, Ident, LitInt, Pat, Path, Token, Type, Visibility, braced, parenthesized,
+    token,
+};
+
+mod kw {
+    syn::custom_keyword!(max);
+}
+
+/// A `workflow!` input: a dataflow workflow or a state graph, told apart by a `&mut`
+/// parameter (the state).
+pub(crate) enum Decl {
+    Dataflow(WorkflowInput),
+    State(StateGraphInput),
+}
+
+/// A state graph's `workflow! { ... }` input.
+pub(crate) struct StateGraphInput {
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) name: Ident,
+    pub(crate) paren: token::Paren,
+    pub(crate) params: Punctuated<ParamDecl, Token![,]>,
+    pub(crate) output_ty: Option<Type>,
+    pub(crate) brace: token::Brace,
+    pub(crate) stmts: Vec<StmtDecl>,
+}
+
+/// One statement of a state graph.
+pub(crate) enum StmtDecl {
+    /// `a -> b -> c;`
+    Chain(ChainDecl),
+    /// `a => match { ... } [max N => b]`
+    Route(RouteDecl),
+}
+
+/// `a -> b -> c;`: the nodes in order, each with the arrow before it (none for the first).
+pub(crate) struct ChainDecl {
+    pub(crate) nodes: Vec<(Option<Token![->]>, Path)>,
+}
+
+/// `node => match { arms } [max N => target]`
+pub(crate) struct RouteDecl {
+    pub(crate) node: Path,
+    pub(crate) match_token: Token![match],
+    pub(crate) brace: token::Brace,
+    pub(crate) arms: Vec<ArmDecl>,
+    pub(crate) bound: Option<BoundDecl>,
+}
+
+/// `Pattern [if guard] => target`
+pub(crate) struct ArmDecl {
+    pub(crate) pat: Pat,
+    pub(crate) guard: Option<(Token![if], Box<Expr>)>,
+    pub(crate) target: Path,
+}
+
+/// `max N => target`
+pub(crate) struct BoundDecl {
+    pub(crate) max: kw::max,
+    pub(crate) limit: LitInt,
+    pub(crate) target: Path,
+}
 
 /// The whole `workflow! { ... }` input.
 pub(crate) struct WorkflowInput {
@@ -64,7 +140,7 @@ pub(crate) enum OutputDecl {
     Binding(Ident),
 }
 
-impl Parse for WorkflowInput {
+impl Parse for Decl {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
@@ -77,6 +153,7 @@ impl Parse for WorkflowInput {
         let content;
         let paren = parenthesized!(content in input);
         let params = content.parse_terminated(ParamDecl::parse, Token![,])?;
+        let state_graph = params.iter().any(ParamDecl::is_state);
         let output_ty = if input.peek(Token![->]) {
             input.parse::<Token![->]>()?;
             Some(input.parse()?)
@@ -100,40 +177,167 @@ impl Parse for WorkflowInput {
         }
         let body;
         let brace = braced!(body in input);
-        let mut lets = Vec::new();
-        let mut output = None;
-        while !body.is_empty() {
-            if body.peek(Token![let]) {
-                lets.push(body.parse()?);
-                continue;
+        let decl = if state_graph {
+            let mut stmts = Vec::new();
+            while !body.is_empty() {
+                stmts.push(body.parse()?);
             }
-            output = Some(body.parse()?);
-            if body.peek(Token![;]) {
-                let semi: Token![;] = body.parse()?;
-                return Err(syn::Error::new(
-                    semi.span,
-                    "the workflow's output is its last expression: remove this `;`",
-                ));
-            }
-            if !body.is_empty() {
-                return Err(body.error("expected the end of the workflow after its output"));
-            }
-        }
+            Self::State(StateGraphInput {
+                attrs,
+                vis,
+                name,
+                paren,
+                params,
+                output_ty,
+                brace,
+                stmts,
+            })
+        } else {
+            let (lets, output) = dataflow_body(&body)?;
+            Self::Dataflow(WorkflowInput {
+                attrs,
+                vis,
+                name,
+                paren,
+                params,
+                output_ty,
+                brace,
+                lets,
+                output,
+            })
+        };
         if !input.is_empty() {
             return Err(input.error("expected one workflow per `workflow!` invocation"));
         }
-        Ok(Self {
-            attrs,
-            vis,
-            name,
-            paren,
-            params,
-            output_ty,
-            brace,
-            lets,
-            output,
-        })
+        Ok(decl)
     }
+}
+
+fn dataflow_body(body: ParseStream<'_>) -> syn::Result<(Vec<LetDecl>, Option<OutputDecl>)> {
+    let mut lets = Vec::new();
+    let mut output = None;
+    while !body.is_empty() {
+        if body.peek(Token![let]) {
+            lets.push(body.parse()?);
+            continue;
+        }
+        if body.peek(Ident) && (body.peek2(Token![->]) || body.peek2(Token![=>])) {
+            return Err(body.error(
+                "edges and routes belong to state graphs: take the state as a parameter `state: &mut State`; a dataflow workflow wires steps with `let x = step(args);`",
+            ));
+        }
+        output = Some(body.parse()?);
+        if body.peek(Token![;]) {
+            let semi: Token![;] = body.parse()?;
+            return Err(syn::Error::new(
+                semi.span,
+                "the workflow's output is its last expression: remove this `;`",
+            ));
+        }
+        if !body.is_empty() {
+            return Err(body.error("expected the end of the workflow after its output"));
+        }
+    }
+    Ok((lets, output))
+}
+
+impl ParamDecl {
+    /// `name: &mut T`: the state of a state graph.
+    pub(crate) fn is_state(&self) -> bool {
+        matches!(&self.ty, Type::Reference(reference) if reference.mutability.is_some())
+    }
+}
+
+impl Parse for StmtDecl {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let first = node_path(input)?;
+        let lookahead = input.lookahead1();
+        if lookahead.peek(Token![=>]) {
+            input.parse::<Token![=>]>()?;
+            return route(input, first).map(Self::Route);
+        }
+        if !lookahead.peek(Token![->]) {
+            return Err(lookahead.error());
+        }
+        let mut nodes = vec![(None, first)];
+        while input.peek(Token![->]) {
+            let arrow: Token![->] = input.parse()?;
+            nodes.push((Some(arrow), node_path(input)?));
+        }
+        if !input.peek(Token![;]) {
+            return Err(input.error("expected `->` and the next node, or `;` to end the edges"));
+        }
+        input.parse::<Token![;]>()?;
+        Ok(Self::Chain(ChainDecl { nodes }))
+    }
+}
+
+/// A node of a state graph: a step path, or `END`.
+fn node_path(input: ParseStream<'_>) -> syn::Result<Path> {
+    input.call(Path::parse_mod_style).map_err(|error| {
+        syn::Error::new(
+            error.span(),
+            "expected a node of the state graph (a `#[step]` function) or `END`",
+        )
+    })
+}
+
+/// The rest of `node => match { ... } [max N => target] [;]`, after the `=>`.
+fn route(input: ParseStream<'_>, node: Path) -> syn::Result<RouteDecl> {
+    let match_token: Token![match] = input.parse().map_err(|error| {
+        syn::Error::new(
+            error.span(),
+            "expected `match`: a route matches on the node's return value, e.g. `review => match { Verdict::Pass => END, Verdict::Revise => revise }`",
+        )
+    })?;
+    let content;
+    let brace = braced!(content in input);
+    let mut arms = Vec::new();
+    while !content.is_empty() {
+        let pat = Pat::parse_multi_with_leading_vert(&content)?;
+        let guard = if content.peek(Token![if]) {
+            let if_token: Token![if] = content.parse()?;
+            Some((if_token, Box::new(content.parse()?)))
+        } else {
+            None
+        };
+        content.parse::<Token![=>]>()?;
+        let target = node_path(&content)?;
+        arms.push(ArmDecl { pat, guard, target });
+        if content.is_empty() {
+            break;
+        }
+        content.parse::<Token![,]>()?;
+    }
+    let bound = if input.peek(kw::max) {
+        let max: kw::max = input.parse()?;
+        let limit: LitInt = input.parse().map_err(|error| {
+            syn::Error::new(
+                error.span(),
+                "expected the loop's bound, a whole number: `max 5 => END`",
+            )
+        })?;
+        input.parse::<Token![=>]>().map_err(|error| {
+            syn::Error::new(
+                error.span(),
+                "expected `=>` and where the run goes when the bound is hit: `max 5 => END`",
+            )
+        })?;
+        let target = node_path(input)?;
+        Some(BoundDecl { max, limit, target })
+    } else {
+        None
+    };
+    if input.peek(Token![;]) {
+        input.parse::<Token![;]>()?;
+    }
+    Ok(RouteDecl {
+        node,
+        match_token,
+        brace,
+        arms,
+        bound,
+    })
 }
 
 impl Parse for ParamDecl {

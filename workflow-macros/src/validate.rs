@@ -81,10 +81,12 @@ mod tests {
     use quote::quote;
 
     use super::*;
-    use crate::parse::WorkflowInput;
+    use crate::parse::Decl;
 
     fn errors_of(tokens: proc_macro2::TokenStream) -> String {
-        let input: WorkflowInput = syn::parse2(tokens).expect("valid syntax");
+        let Ok(Decl::Dataflow(input)) = syn::parse2(tokens) else {
+            panic!("a dataflow workflow with valid syntax");
+        };
         let mut errors = Errors::default();
         let graph = Graph::build(input, &mut errors);
         if errors.is_empty() {

@@ -99,6 +99,35 @@ pub enum EventKind {
         #[serde(rename = "duration_us", with = "micros")]
         duration: Duration,
     },
+    /// A route chose where a state graph goes next.
+    Routed {
+        /// The node whose return value was matched.
+        node: Cow<'static, str>,
+        /// The arm that matched, as written.
+        arm: Cow<'static, str>,
+        /// The next node, or `END`.
+        to: Cow<'static, str>,
+    },
+    /// A route's loop bound was hit: its `match` picked an arm that loops, but the route had
+    /// run its last round, so the run goes where the bound says.
+    LoopBoundHit {
+        /// The route's node.
+        node: Cow<'static, str>,
+        /// The bound (the route's rounds in this run).
+        max: u32,
+        /// The arm the `match` picked.
+        arm: Cow<'static, str>,
+        /// Where the run goes instead: the bound's target.
+        to: Cow<'static, str>,
+    },
+    /// An event of a subworkflow that `node` runs, as the subworkflow's own stream has it
+    /// (subworkflows of subworkflows nest further).
+    Nested {
+        /// The node of this run that runs the subworkflow.
+        node: Cow<'static, str>,
+        /// The subworkflow's event.
+        inner: Box<EventKind>,
+    },
     /// The run produced its output.
     RunFinished {
         /// The run's wall time.
@@ -138,7 +167,10 @@ impl EventKind {
             Self::StepStarted { node, .. }
             | Self::StepSucceeded { node, .. }
             | Self::StepRetrying { node, .. }
-            | Self::StepFailed { node, .. } => Some(node),
+            | Self::StepFailed { node, .. }
+            | Self::Routed { node, .. }
+            | Self::LoopBoundHit { node, .. }
+            | Self::Nested { node, .. } => Some(node),
             _ => None,
         }
     }
@@ -163,6 +195,9 @@ mod micros {
 pub(crate) struct EventLog {
     start: Instant,
     state: Mutex<LogState>,
+    /// For the run of a subworkflow: the log of the run whose node runs it, and that
+    /// node's name. Every event is also recorded there, as [`EventKind::Nested`].
+    parent: Option<(Arc<EventLog>, Cow<'static, str>)>,
 }
 
 #[derive(Default)]
@@ -177,6 +212,15 @@ impl EventLog {
         Self {
             start: Instant::now(),
             state: Mutex::new(LogState::default()),
+            parent: None,
+        }
+    }
+
+    /// The log of a subworkflow's run, nested in the log of the run whose `node` runs it.
+    pub(crate) fn nested(parent: Arc<EventLog>, node: Cow<'static, str>) -> Self {
+        Self {
+            parent: Some((parent, node)),
+            ..Self::new()
         }
     }
 
@@ -194,6 +238,12 @@ impl EventLog {
     /// Appends an event. A terminal event closes the log; nothing is appended after it, so
     /// a step that finishes after its run was cancelled adds nothing.
     pub(crate) fn emit(&self, kind: EventKind) {
+        if let Some((parent, node)) = &self.parent {
+            parent.emit(EventKind::Nested {
+                node: node.clone(),
+                inner: Box::new(kind.clone()),
+            });
+        }
         let at = self.elapsed();
         let wakers = {
             let mut state = self.lock();

@@ -19,9 +19,12 @@ mod workflow;
 pub mod private;
 
 pub use events::{Event, EventKind, EventStream};
-pub use graph::{Edge, Graph, InputDef, NodeDef, NodeId, Source};
+pub use graph::{
+    Arm, Bound, Edge, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
+    Transition,
+};
 pub use policy::{Backoff, Policy};
 pub use report::{Progress, RunSummary, StepOutcome, StepSummary, human};
-pub use run::{Canceller, Parallelism, RunError, RunHandle, RunId, RunOptions};
+pub use run::{Canceller, DEFAULT_MAX_STEPS, Parallelism, RunError, RunHandle, RunId, RunOptions};
 pub use step::{BoxError, ErrorKind, IntoStepError, Step, StepError, StepOutput};
-pub use workflow::Workflow;
+pub use workflow::{SubContext, Workflow};

@@ -5,11 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-pub use crate::graph::{Graph, InputDef, NodeDef, NodeId, Source};
+pub use crate::graph::{
+    Arm, Bound, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
+};
 pub use crate::policy::{Backoff, Policy};
 pub use crate::run::{RunError, RunHandle, RunOptions};
 pub use crate::step::{IntoStepError, Step, StepError, StepOutput};
-pub use crate::workflow::Workflow;
+pub use crate::workflow::{SubContext, Workflow};
 pub use std::sync::Arc as ArcPtr;
 
 use crate::step::StepError as Error;
@@ -33,6 +35,90 @@ pub trait Compiled: Workflow {
 
     /// Takes the output from a run whose nodes all succeeded.
     fn output(run: Self::Run) -> Option<Self::Output>;
+}
+
+/// The future of one attempt of one node of a state graph: the state goes in, and comes
+/// back out with the index of the route arm taken (0 for a node with a plain edge).
+pub type StateFuture<S> = Pin<Box<dyn Future<Output = Result<(S, usize), Error>> + Send + 'static>>;
+
+/// The typed glue `workflow!` generates for a state graph.
+pub trait CompiledStateGraph: Workflow<Input = Self::State, Output = Self::State> {
+    /// The state the nodes work on.
+    type State: Clone + Send + 'static;
+
+    /// One attempt of `node` over `state`.
+    fn node(ctx: &Arc<Self::Context>, node: NodeId, state: Self::State)
+    -> StateFuture<Self::State>;
+}
+
+/// What `#[step]` generates for a step that takes `&mut S`: a node of a state graph over
+/// `S`, in a workflow whose context is `C`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a step over this graph's state `{S}`",
+    label = "this node must be a `#[step]` function taking `&mut {S}`",
+    note = "a node of a state graph takes the state as `&mut {S}` (after an optional `ctx`); check the step's state parameter"
+)]
+pub trait StateStep<C: ?Sized, S> {
+    /// What the step returns (a route matches on it).
+    type Value;
+
+    /// Calls the step on the state.
+    fn call<'a>(
+        ctx: &'a Arc<C>,
+        state: &'a mut S,
+    ) -> impl Future<Output = Result<Self::Value, Error>> + Send + 'a;
+}
+
+/// Runs a workflow as a node of another workflow: its events nest in the outer run's.
+///
+/// # Errors
+///
+/// The inner run's error, as a step error.
+pub async fn subworkflow<W: Compiled, C: SubContext<W::Context> + ?Sized>(
+    ctx: &Arc<C>,
+    input: W::Input,
+) -> Result<W::Output, Error> {
+    crate::run::run::<W>(C::sub_context(ctx), RunOptions::new(), input)
+        .await
+        .map_err(Error::from)
+}
+
+/// Runs a state graph as a node of another workflow: its events nest in the outer run's.
+///
+/// # Errors
+///
+/// The inner run's error, as a step error.
+pub async fn state_subworkflow<W: CompiledStateGraph, C: SubContext<W::Context> + ?Sized>(
+    ctx: &Arc<C>,
+    state: W::State,
+) -> Result<W::State, Error> {
+    crate::run::run_state::<W>(C::sub_context(ctx), RunOptions::new(), state)
+        .await
+        .map_err(Error::from)
+}
+
+/// `Clone`, asked for only where a workflow is used as a subworkflow (its inputs are cloned
+/// from the outer run's values); the context parameter keeps the bound from being checked
+/// where the workflow is declared.
+#[diagnostic::on_unimplemented(
+    message = "a subworkflow's inputs are cloned from the outer run, but `{Self}` is not `Clone`",
+    label = "this input must be `Clone`",
+    note = "derive it: `#[derive(Clone)]`"
+)]
+pub trait CloneInput<C: ?Sized>: Sized {
+    /// Clones the value.
+    fn clone_input(&self) -> Self;
+}
+
+impl<T: Clone, C: ?Sized> CloneInput<C> for T {
+    fn clone_input(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// A fresh `()` context, for a subworkflow that has none.
+pub fn no_context<C: ?Sized>(_: &Arc<C>) -> Arc<()> {
+    Arc::new(())
 }
 
 /// Reads an input of a node.
@@ -115,6 +201,24 @@ pub fn start<W: Compiled>(
     input: W::Input,
 ) -> RunHandle<W::Output> {
     crate::run::start::<W>(ctx, options, input)
+}
+
+/// Runs a state graph to completion in the calling task.
+pub fn run_state<W: CompiledStateGraph>(
+    ctx: &Arc<W::Context>,
+    options: &RunOptions,
+    state: W::State,
+) -> impl Future<Output = Result<W::State, RunError>> + Send + use<W> {
+    crate::run::run_state::<W>(Arc::clone(ctx), options.clone(), state)
+}
+
+/// Starts a state graph in a new tokio task.
+pub fn start_state<W: CompiledStateGraph>(
+    ctx: &Arc<W::Context>,
+    options: &RunOptions,
+    state: W::State,
+) -> RunHandle<W::State> {
+    crate::run::start_state::<W>(ctx, options, state)
 }
 
 /// A stand-in value for a binding in the generated usage check (see `workflow!`'s unused

@@ -61,14 +61,24 @@ impl<W: Write> Progress<W> {
     /// Prints every event of the run until it ends; returns the events.
     pub async fn follow(mut self, mut events: EventStream) -> Vec<Event> {
         let mut seen = Vec::new();
-        let total = self.graph.nodes.len();
+        // A state graph may run a node many times: count steps, not nodes out of a total.
+        let total = self
+            .graph
+            .state_graph()
+            .is_none()
+            .then_some(self.graph.nodes.len());
         let mut done = 0;
         while let Some(event) = events.next().await {
             if matches!(event.kind, EventKind::StepSucceeded { .. }) {
                 done += 1;
             }
+            let at = format!("{:>8.3}s", event.at.as_secs_f64());
+            let count = match total {
+                Some(total) => format!("[{done}/{total}]"),
+                None => format!("[{done} done]"),
+            };
             // Progress output is best effort: a closed terminal must not fail the run.
-            let _ = writeln!(self.out, "{}", line(&event, done, total));
+            let _ = writeln!(self.out, "{at}  {}", describe(&event.kind, &count));
             seen.push(event);
         }
         let _ = self.out.flush();
@@ -76,17 +86,14 @@ impl<W: Write> Progress<W> {
     }
 }
 
-fn line(event: &Event, done: usize, total: usize) -> String {
-    let at = format!("{:>8.3}s", event.at.as_secs_f64());
-    match &event.kind {
-        EventKind::RunStarted { workflow } => format!("{at}  run of {workflow} started"),
-        EventKind::StepStarted { node, attempt: 1 } => format!("{at}  > {node}"),
-        EventKind::StepStarted { node, attempt } => format!("{at}  > {node} (attempt {attempt})"),
+/// One progress line (without its time stamp); `count` is the steps-done counter.
+fn describe(kind: &EventKind, count: &str) -> String {
+    match kind {
+        EventKind::RunStarted { workflow } => format!("run of {workflow} started"),
+        EventKind::StepStarted { node, attempt: 1 } => format!("> {node}"),
+        EventKind::StepStarted { node, attempt } => format!("> {node} (attempt {attempt})"),
         EventKind::StepSucceeded { node, duration, .. } => {
-            format!(
-                "{at}  ok {node:<20} {:>9}  [{done}/{total}]",
-                human(*duration)
-            )
+            format!("ok {node:<20} {:>9}  {count}", human(*duration))
         }
         EventKind::StepRetrying {
             node,
@@ -94,20 +101,21 @@ fn line(event: &Event, done: usize, total: usize) -> String {
             error,
             delay,
         } => format!(
-            "{at}  !! {node} attempt {attempt} failed: {error}; retrying in {}",
+            "!! {node} attempt {attempt} failed: {error}; retrying in {}",
             human(*delay)
         ),
-        EventKind::StepFailed { node, error, .. } => format!("{at}  FAILED {node}: {error}"),
-        EventKind::RunFinished { duration } => {
-            format!("{at}  run finished in {}", human(*duration))
+        EventKind::StepFailed { node, error, .. } => format!("FAILED {node}: {error}"),
+        EventKind::Routed { node, arm, to } => format!("   {node} -> {to} ({arm})"),
+        EventKind::LoopBoundHit { node, max, arm, to } => {
+            format!("   {node} -> {to}: loop bound hit after {max} rounds ({arm} would loop again)")
         }
+        EventKind::Nested { node, inner } => format!("  [{node}] {}", describe(inner, "")),
+        EventKind::RunFinished { duration } => format!("run finished in {}", human(*duration)),
         EventKind::RunFailed { node, error, .. } if node.is_empty() => {
-            format!("{at}  run failed: {error}")
+            format!("run failed: {error}")
         }
-        EventKind::RunFailed { node, error, .. } => {
-            format!("{at}  run failed at {node}: {error}")
-        }
-        EventKind::RunCancelled { .. } => format!("{at}  run cancelled"),
+        EventKind::RunFailed { node, error, .. } => format!("run failed at {node}: {error}"),
+        EventKind::RunCancelled { .. } => "run cancelled".to_owned(),
     }
 }
 
@@ -143,7 +151,8 @@ pub struct StepSummary {
     pub node: &'static str,
     /// How many attempts started.
     pub attempts: u32,
-    /// From its first attempt's start to its end (retries and backoff included).
+    /// From its first attempt's start to its end (retries and backoff included), summed
+    /// over every time it ran (a node of a state graph may run many times).
     pub duration: Duration,
     /// How it ended.
     pub outcome: StepOutcome,
@@ -159,9 +168,10 @@ pub struct RunSummary {
     /// The run's wall time.
     pub wall_time: Duration,
     /// The longest chain of dependent steps, by their durations: the least wall time any
-    /// scheduler could have achieved with these step durations.
+    /// scheduler could have achieved with these step durations. (A state graph runs one
+    /// node at a time: its chain is every step that ran.)
     pub critical_path: Duration,
-    /// The nodes on that chain, in order.
+    /// The nodes on that chain, in order (for a state graph: in the order they first ran).
     pub critical_nodes: Vec<&'static str>,
 }
 
@@ -178,7 +188,8 @@ impl RunSummary {
                 outcome: StepOutcome::NotRun,
             })
             .collect();
-        let mut first_start = vec![Duration::ZERO; graph.nodes.len()];
+        let mut started_at = vec![Duration::ZERO; graph.nodes.len()];
+        let mut first_run: Vec<NodeId> = Vec::new();
         let mut wall_time = Duration::ZERO;
         for event in events {
             wall_time = wall_time.max(event.at);
@@ -187,25 +198,36 @@ impl RunSummary {
             };
             let step = &mut steps[id.0];
             match &event.kind {
-                EventKind::StepStarted { .. } => {
+                EventKind::StepStarted { attempt, .. } => {
                     if step.attempts == 0 {
-                        first_start[id.0] = event.at;
+                        first_run.push(id);
+                    }
+                    if *attempt == 1 {
+                        started_at[id.0] = event.at;
                     }
                     step.attempts += 1;
                     step.outcome = StepOutcome::Interrupted;
                 }
                 EventKind::StepSucceeded { .. } => {
-                    step.duration = event.at.saturating_sub(first_start[id.0]);
+                    step.duration += event.at.saturating_sub(started_at[id.0]);
                     step.outcome = StepOutcome::Succeeded;
                 }
                 EventKind::StepFailed { .. } => {
-                    step.duration = event.at.saturating_sub(first_start[id.0]);
+                    step.duration += event.at.saturating_sub(started_at[id.0]);
                     step.outcome = StepOutcome::Failed;
                 }
                 _ => {}
             }
         }
-        let (critical_path, critical_nodes) = critical_path(graph, &steps);
+        let (critical_path, critical_nodes) = if graph.state_graph().is_some() {
+            let total = steps.iter().map(|step| step.duration).sum();
+            (
+                total,
+                first_run.iter().map(|id| graph.node(*id).name).collect(),
+            )
+        } else {
+            critical_path(graph, &steps)
+        };
         Self {
             workflow: graph.name,
             steps,

@@ -22,9 +22,13 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::events::{EventKind, EventLog, EventStream};
-use crate::graph::{Graph, NodeId};
-use crate::private::Compiled;
+use crate::graph::{Graph, Next, NodeDef, NodeId, Target};
+use crate::private::{Compiled, CompiledStateGraph, StateFuture};
 use crate::step::StepError;
+
+/// How many node executions a run of a state graph may make before it fails with
+/// [`RunError::StepLimit`], unless [`RunOptions::max_steps`] says otherwise.
+pub const DEFAULT_MAX_STEPS: u32 = 1_000;
 
 /// The unique id of a run (a `UUIDv7`, so ids sort by start time).
 #[derive(
@@ -84,16 +88,52 @@ pub enum Parallelism {
 ///     .parallelism(Parallelism::SingleTask);
 /// assert_eq!(options.concurrency_limit().map(|n| n.get()), Some(4));
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     max_concurrency: Option<NonZeroUsize>,
     parallelism: Parallelism,
+    max_steps: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            max_concurrency: None,
+            parallelism: Parallelism::default(),
+            max_steps: DEFAULT_MAX_STEPS,
+        }
+    }
 }
 
 impl RunOptions {
-    /// The defaults: no concurrency limit, one task per step.
+    /// The defaults: no concurrency limit, one task per step, at most
+    /// [`DEFAULT_MAX_STEPS`] node executions in a state graph.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A run of a state graph fails with [`RunError::StepLimit`] instead of executing more
+    /// than `limit` nodes: a guard against a loop that runs longer than intended. Every loop
+    /// of a state graph has its own bound already; this one counts every node. (A dataflow
+    /// run executes each node once and ignores it.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use workflow::RunOptions;
+    ///
+    /// assert_eq!(RunOptions::new().step_limit(), workflow::DEFAULT_MAX_STEPS);
+    /// assert_eq!(RunOptions::new().max_steps(50).step_limit(), 50);
+    /// ```
+    #[must_use]
+    pub fn max_steps(mut self, limit: u32) -> Self {
+        self.max_steps = limit;
+        self
+    }
+
+    /// The most node executions a run of a state graph may make.
+    pub fn step_limit(&self) -> u32 {
+        self.max_steps
     }
 
     /// At most `limit` steps of the run execute at once; further ready steps wait their
@@ -132,6 +172,14 @@ pub enum RunError {
     },
     /// The run was cancelled from its handle.
     Cancelled,
+    /// A state graph executed as many nodes as [`RunOptions::max_steps`] allows and was
+    /// about to run another.
+    StepLimit {
+        /// The limit.
+        limit: u32,
+        /// The node that would have run next.
+        node: &'static str,
+    },
     /// The runtime broke one of its own invariants (a bug; please report it).
     Internal(String),
 }
@@ -146,6 +194,10 @@ impl fmt::Display for RunError {
                 write!(f, "node `{node}` (step `{step}`) failed: {source}")
             }
             Self::Cancelled => f.write_str("the run was cancelled"),
+            Self::StepLimit { limit, node } => write!(
+                f,
+                "the run reached its limit of {limit} steps before `END` (next was `{node}`): bound the loop that keeps it going, or raise the limit with `RunOptions::max_steps`"
+            ),
             Self::Internal(message) => write!(f, "internal error: {message}"),
         }
     }
@@ -294,18 +346,54 @@ impl fmt::Debug for Canceller {
     }
 }
 
+tokio::task_local! {
+    /// The node whose attempt is being polled, so that a workflow run inside it nests its
+    /// events in the node's run.
+    static CURRENT_STEP: StepScope;
+}
+
+#[derive(Clone)]
+struct StepScope {
+    log: Arc<EventLog>,
+    node: &'static str,
+}
+
+/// The log of a new run: nested in the current step's run when called from inside a step.
+fn run_log() -> Arc<EventLog> {
+    let log = CURRENT_STEP
+        .try_with(|scope| EventLog::nested(Arc::clone(&scope.log), scope.node.into()))
+        .unwrap_or_else(|_| EventLog::new());
+    Arc::new(log)
+}
+
 /// Runs a workflow to completion in the calling task.
 pub(crate) async fn run<W: Compiled>(
     ctx: Arc<W::Context>,
     options: RunOptions,
     input: W::Input,
 ) -> Result<W::Output, RunError> {
-    let log = Arc::new(EventLog::new());
     drive::<W>(
         RunId::new(),
         W::new_run(ctx, input),
         options,
-        log,
+        run_log(),
+        Canceller::default(),
+    )
+    .await
+}
+
+/// Runs a state graph to completion in the calling task.
+pub(crate) async fn run_state<W: CompiledStateGraph>(
+    ctx: Arc<W::Context>,
+    options: RunOptions,
+    state: W::State,
+) -> Result<W::State, RunError> {
+    drive_state::<W>(
+        RunId::new(),
+        ctx,
+        state,
+        options,
+        run_log(),
         Canceller::default(),
     )
     .await
@@ -321,17 +409,36 @@ pub(crate) fn start<W: Compiled>(
     options: &RunOptions,
     input: W::Input,
 ) -> RunHandle<W::Output> {
+    let run = W::new_run(Arc::clone(ctx), input);
+    let options = options.clone();
+    spawn(|id, log, cancel| drive::<W>(id, run, options, log, cancel))
+}
+
+/// Starts a state graph in a new tokio task.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub(crate) fn start_state<W: CompiledStateGraph>(
+    ctx: &Arc<W::Context>,
+    options: &RunOptions,
+    state: W::State,
+) -> RunHandle<W::State> {
+    let ctx = Arc::clone(ctx);
+    let options = options.clone();
+    spawn(|id, log, cancel| drive_state::<W>(id, ctx, state, options, log, cancel))
+}
+
+/// Spawns a run, detached from any step it is started from.
+fn spawn<O, F>(drive: impl FnOnce(RunId, Arc<EventLog>, Canceller) -> F) -> RunHandle<O>
+where
+    F: Future<Output = Result<O, RunError>> + Send + 'static,
+    O: Send + 'static,
+{
     let id = RunId::new();
     let log = Arc::new(EventLog::new());
     let cancel = Canceller::default();
-    let run = W::new_run(Arc::clone(ctx), input);
-    let join = tokio::spawn(drive::<W>(
-        id,
-        run,
-        options.clone(),
-        Arc::clone(&log),
-        cancel.clone(),
-    ));
+    let join = tokio::spawn(drive(id, Arc::clone(&log), cancel.clone()));
     RunHandle {
         id,
         log,
@@ -425,7 +532,7 @@ async fn drive_graph<W: Compiled>(
     loop {
         while in_flight.len() < limit {
             let Some(node) = ready.pop_front() else { break };
-            in_flight.push(attempts::<W>(
+            in_flight.push(node_attempts::<W>(
                 Arc::clone(&run),
                 graph,
                 node,
@@ -494,15 +601,28 @@ async fn drive_graph<W: Compiled>(
     Ok(output)
 }
 
-/// Runs one node: its attempts, with the node's timeout and retries, each in a `tracing`
-/// span.
-async fn attempts<W: Compiled>(
+/// Runs one node of a dataflow workflow.
+async fn node_attempts<W: Compiled>(
     run: Arc<W::Run>,
     graph: &'static Graph,
     node: NodeId,
     log: Arc<EventLog>,
 ) -> Completion {
-    let def = graph.node(node);
+    let result = attempts(graph.node(node), &log, |_| W::node(&run, node)).await;
+    (node, result)
+}
+
+/// Runs the attempts of one node, with the node's timeout and retries, each in a `tracing`
+/// span; `attempt` makes the future of attempt number `n` (from 1).
+async fn attempts<T, F, Fut>(
+    def: &'static NodeDef,
+    log: &Arc<EventLog>,
+    mut attempt_future: F,
+) -> Result<T, StepError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, StepError>>,
+{
     let policy = def.policy;
     let mut attempt = 1;
     loop {
@@ -518,7 +638,14 @@ async fn attempts<W: Compiled>(
             attempt,
         });
         let started = Instant::now();
-        let step = AssertUnwindSafe(W::node(&run, node)).catch_unwind();
+        let scope = StepScope {
+            log: Arc::clone(log),
+            node: def.name,
+        };
+        let step = CURRENT_STEP.scope(
+            scope,
+            AssertUnwindSafe(attempt_future(attempt)).catch_unwind(),
+        );
         let outcome = async {
             match policy.timeout {
                 Some(limit) => tokio::time::timeout(limit, step)
@@ -536,20 +663,20 @@ async fn attempts<W: Compiled>(
         span.record(
             "outcome",
             match &result {
-                Ok(()) => "succeeded",
+                Ok(_) => "succeeded",
                 Err(_) if retry => "retrying",
                 Err(_) => "failed",
             },
         );
         let duration = started.elapsed();
         match result {
-            Ok(()) => {
+            Ok(value) => {
                 log.emit(EventKind::StepSucceeded {
                     node: def.name.into(),
                     attempt,
                     duration,
                 });
-                return (node, Ok(()));
+                return Ok(value);
             }
             Err(error) if retry => {
                 let delay = policy.delay_before(attempt + 1);
@@ -569,9 +696,158 @@ async fn attempts<W: Compiled>(
                     error: error.to_string(),
                     duration,
                 });
-                return (node, Err(error));
+                return Err(error);
             }
         }
+    }
+}
+
+async fn drive_state<W: CompiledStateGraph>(
+    id: RunId,
+    ctx: Arc<W::Context>,
+    state: W::State,
+    options: RunOptions,
+    log: Arc<EventLog>,
+    cancel: Canceller,
+) -> Result<W::State, RunError> {
+    let graph = W::graph();
+    let span = tracing::info_span!("workflow.run", workflow = graph.name, run_id = %id);
+    async {
+        log.emit(EventKind::RunStarted {
+            workflow: graph.name.into(),
+        });
+        let result = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(RunError::Cancelled),
+            result = walk::<W>(graph, &ctx, state, options.max_steps, &log) => result,
+        };
+        match &result {
+            Ok(_) => log.emit(EventKind::RunFinished {
+                duration: log.elapsed(),
+            }),
+            Err(RunError::Cancelled) => log.emit(EventKind::RunCancelled {
+                duration: log.elapsed(),
+            }),
+            Err(error) => {
+                let node = match error {
+                    RunError::Step { node, .. } | RunError::StepLimit { node, .. } => *node,
+                    _ => "",
+                };
+                let error = match error {
+                    RunError::Step { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                log.emit(EventKind::RunFailed {
+                    node: node.into(),
+                    error,
+                    duration: log.elapsed(),
+                });
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// Walks a state graph from its start to `END`, one node at a time.
+async fn walk<W: CompiledStateGraph>(
+    graph: &'static Graph,
+    ctx: &Arc<W::Context>,
+    mut state: W::State,
+    max_steps: u32,
+    log: &Arc<EventLog>,
+) -> Result<W::State, RunError> {
+    let Some(def) = graph.state_graph() else {
+        return Err(RunError::Internal(format!(
+            "`{}` is not a state graph",
+            graph.name
+        )));
+    };
+    let mut rounds = vec![0_u32; graph.nodes.len()];
+    let mut steps = 0_u32;
+    let mut current = Target::Node(def.start);
+    while let Target::Node(node) = current {
+        let node_def = graph.node(node);
+        if steps >= max_steps {
+            return Err(RunError::StepLimit {
+                limit: max_steps,
+                node: node_def.name,
+            });
+        }
+        steps += 1;
+        // Each attempt works on its own copy of the state while a retry may follow, so a
+        // failed attempt leaves nothing behind; the last attempt takes the state itself.
+        let retries = node_def.policy.retries;
+        let mut kept = Some(state);
+        let result = attempts(node_def, log, |attempt| {
+            let state = if attempt <= retries {
+                kept.clone()
+            } else {
+                kept.take()
+            };
+            match state {
+                Some(state) => W::node(ctx, node, state),
+                None => {
+                    let lost: StateFuture<W::State> = Box::pin(std::future::ready(Err(
+                        StepError::msg("internal error: the state was used up"),
+                    )));
+                    lost
+                }
+            }
+        })
+        .await;
+        let taken;
+        (state, taken) = result.map_err(|source| RunError::Step {
+            node: node_def.name,
+            step: node_def.step,
+            source,
+        })?;
+        current = match def.next.get(node.0) {
+            Some(Next::Goto { target }) => *target,
+            Some(Next::Route { arms, bound }) => {
+                rounds[node.0] += 1;
+                let Some(arm) = arms.get(taken) else {
+                    return Err(RunError::Internal(format!(
+                        "no arm {taken} in `{}`",
+                        node_def.name
+                    )));
+                };
+                match bound {
+                    Some(bound) if arm.loops && rounds[node.0] >= bound.max => {
+                        log.emit(EventKind::LoopBoundHit {
+                            node: node_def.name.into(),
+                            max: bound.max,
+                            arm: arm.pattern.into(),
+                            to: target_name(graph, bound.target).into(),
+                        });
+                        bound.target
+                    }
+                    _ => {
+                        log.emit(EventKind::Routed {
+                            node: node_def.name.into(),
+                            arm: arm.pattern.into(),
+                            to: target_name(graph, arm.target).into(),
+                        });
+                        arm.target
+                    }
+                }
+            }
+            None => {
+                return Err(RunError::Internal(format!(
+                    "no way on from `{}`",
+                    node_def.name
+                )));
+            }
+        };
+    }
+    Ok(state)
+}
+
+fn target_name(graph: &'static Graph, target: Target) -> &'static str {
+    match target {
+        Target::Node(id) => graph.nodes.get(id.0).map_or("?", |node| node.name),
+        Target::End => "END",
     }
 }
 

@@ -6,6 +6,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
+use crate::graph::Graph;
 use crate::policy::Policy;
 
 /// The boxed error type a [`StepError`] carries as its source.
@@ -43,6 +44,8 @@ pub trait Step {
     const OUTPUT_TYPE: &'static str;
     /// The step's default policy (retries, backoff, timeout), from `#[step(...)]`.
     const POLICY: Policy;
+    /// For a workflow used as a step (a subworkflow): its graph.
+    const SUBGRAPH: Option<&'static Graph> = None;
 }
 
 /// The bounds every step output satisfies, so that it can be checkpointed, shipped to

@@ -1,5 +1,7 @@
 //! The trait every generated workflow type implements.
 
+use std::sync::Arc;
+
 use crate::graph::Graph;
 
 /// What `workflow!` generates: a typed workflow with a static graph.
@@ -17,4 +19,44 @@ pub trait Workflow: Send + Sync + 'static {
 
     /// The static description of the workflow: nodes, edges, policies.
     fn graph() -> &'static Graph;
+}
+
+/// Hands a subworkflow its context: a workflow with context `Self` runs, as one of its
+/// nodes, a workflow whose context is `T`.
+///
+/// Implemented for every type to itself (a subworkflow with the same context shares it).
+/// Implement it when the contexts differ, typically by keeping the inner context in the
+/// outer one:
+///
+/// ```
+/// use std::sync::Arc;
+/// use workflow::SubContext;
+///
+/// struct SearchCtx {
+///     index: Vec<String>,
+/// }
+/// struct AppCtx {
+///     search: Arc<SearchCtx>,
+/// }
+///
+/// impl SubContext<SearchCtx> for AppCtx {
+///     fn sub_context(outer: &Arc<Self>) -> Arc<SearchCtx> {
+///         Arc::clone(&outer.search)
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "this subworkflow needs a context of type `{T}`, but the workflow that runs it has `{Self}`",
+    label = "the subworkflow's context is `{T}`",
+    note = "implement `workflow::SubContext<{T}>` for `{Self}` to hand it its context, or give both workflows the same context type"
+)]
+pub trait SubContext<T> {
+    /// The subworkflow's context, from the outer workflow's.
+    fn sub_context(outer: &Arc<Self>) -> Arc<T>;
+}
+
+impl<T> SubContext<T> for T {
+    fn sub_context(outer: &Arc<Self>) -> Arc<T> {
+        Arc::clone(outer)
+    }
 }
