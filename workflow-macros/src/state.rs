@@ -679,7 +679,7 @@ fn node_fn(index: usize, node: &Node, alias: &Ident, surface: &Surface) -> Token
     } = surface;
     let span = node.path.span();
     let call = respan(
-        quote!(<#alias as #private::StateStep<#ctx_ty, #state_ty>>::call),
+        quote!(<#alias as #private::StateStep<#ctx_ty, #state_ty>>::call(&__wf_ctx, &mut __wf_state).await?),
         span,
     );
     let pick = match &node.next {
@@ -710,7 +710,7 @@ fn node_fn(index: usize, node: &Node, alias: &Ident, surface: &Surface) -> Token
             let __wf_ctx = #private::ArcPtr::clone(ctx);
             ::std::boxed::Box::pin(async move {
                 let mut __wf_state = state;
-                let __wf_value = #call(&__wf_ctx, &mut __wf_state).await?;
+                let __wf_value = #call;
                 #pick
                 ::core::result::Result::Ok((__wf_state, __wf_arm))
             })
