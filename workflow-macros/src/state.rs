@@ -250,8 +250,8 @@ impl StateGraph {
                 let target = self.intern(&arm.target, errors);
                 let guard = arm.guard.map(|(if_token, expr)| quote!(#if_token #expr));
                 let label = match &guard {
-                    Some(guard) => format!("{} {}", type_string(&arm.pat), type_string(guard)),
-                    None => type_string(&arm.pat),
+                    Some(guard) => format!("{} {}", label(&arm.pat), label(guard)),
+                    None => label(&arm.pat),
                 };
                 Arm {
                     pat: arm.pat,
@@ -321,6 +321,26 @@ impl StateGraph {
             })
             .collect()
     }
+}
+
+/// A pattern or guard as people write it: `(Kind::Bug, p) if p >= 5`.
+fn label(tokens: &impl ToTokens) -> String {
+    let mut text = tokens.to_token_stream().to_string();
+    for (spaced, tight) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" ,", ","),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+        ("& ", "&"),
+        (" (", "("),
+    ] {
+        text = text.replace(spaced, tight);
+    }
+    // `A | B` and `x if (y)` keep their spaces.
+    text.replace("|(", "| (").replace("if(", "if (")
 }
 
 fn nodes_of(targets: &[Target]) -> impl Iterator<Item = usize> + '_ {
