@@ -82,6 +82,100 @@
 //! a tuple in declaration order. `let _ = step(...)` runs a step whose output nothing
 //! reads. An output that nothing reads is rustc's `unused_variables` warning at its binding
 //! (deny it with `#![deny(unused_variables)]`, or prefix the binding with `_`).
+//!
+//! # State graphs: routes and bounded loops
+//!
+//! For agents that loop (review, revise, review again) or route (send a ticket to one of
+//! several handlers), a workflow takes a state as `&mut` and wires its nodes with explicit
+//! edges and routes. Its nodes are steps that take `state: &mut State` as their one input
+//! (after an optional `ctx`); they run one at a time, so two nodes can never race on a
+//! field. A route is a Rust `match` on the value the node returned; each arm names the next
+//! node or `END`.
+//!
+//! ```
+//! use workflow::prelude::*;
+//!
+//! #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+//! pub struct Essay { text: String, rounds: u32 }
+//!
+//! pub enum Verdict { Good, NeedsWork }
+//!
+//! #[step]
+//! fn draft(essay: &mut Essay) {
+//!     essay.text = "first draft".into();
+//! }
+//!
+//! #[step]
+//! async fn critique(essay: &mut Essay) -> Verdict {
+//!     if essay.text.len() > 20 { Verdict::Good } else { Verdict::NeedsWork }
+//! }
+//!
+//! #[step]
+//! fn improve(essay: &mut Essay) {
+//!     essay.text.push_str(", improved");
+//!     essay.rounds += 1;
+//! }
+//!
+//! workflow! {
+//!     /// Drafts, then critiques and improves until the critique is happy.
+//!     pub Writer(essay: &mut Essay) {
+//!         draft -> critique;
+//!         critique => match {
+//!             Verdict::Good => END,
+//!             Verdict::NeedsWork => improve,
+//!         } max 5 => END;              // at most 5 critiques, then END
+//!         improve -> critique;         // the loop
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), RunError> {
+//! let essay = Writer::new().run(Essay::default()).await?;
+//! assert_eq!(essay.text, "first draft, improved");
+//! assert_eq!(essay.rounds, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```text
+//! workflow! {
+//!     pub Name(ctx: Ctx, state: &mut State) {        // ctx optional; no `-> Output`
+//!         a -> b -> c;                              // edges; the first node named starts
+//!         c => match {                              // a route on c's return value
+//!             Pattern => next,                      // any pattern, with `if` guards
+//!             Other if cond => END,
+//!         } max 5 => END;                           // the loop bound, and where it goes
+//!         next -> END;
+//!     }
+//! }
+//! ```
+//!
+//! The run's output is the final state. What the compiler checks: every route target
+//! exists (else "unknown node", with a suggestion); the `match` is exhaustive (rustc's own
+//! error, at the route's `match`); every node has one way on (an edge or a route, never
+//! two) and is reachable from the start; a cycle that passes through no route is an error
+//! (it could never end); a cycle through a route needs a bound on that route, `max N =>
+//! target`, whose target leaves the loop. A bound counts the route's rounds in the run: when
+//! the route runs for the `N`-th time and picks an arm that loops, the run goes to the
+//! bound's target instead, and the events say so ([`EventKind::LoopBoundHit`]). Each route
+//! decision is an [`EventKind::Routed`] event.
+//!
+//! A run also has a global step limit, [`DEFAULT_MAX_STEPS`] node executions unless
+//! [`RunOptions::max_steps`] says otherwise; exceeding it fails the run with
+//! [`RunError::StepLimit`]. Retries work as for dataflow steps, and an attempt that fails
+//! leaves no writes behind: each attempt that may be retried works on a copy of the state.
+//!
+//! # Subworkflows
+//!
+//! Every workflow is also a step. In a dataflow workflow, `let x = Other(args);` runs the
+//! workflow `Other` (either shape) as a node: its inputs are the arguments, and a state
+//! graph takes the initial state and gives the final one. In a state graph, a workflow
+//! whose input and output are both the state is a node like any other (`a -> Research ->
+//! b;`): this is how a state graph does parallel work inside one node. The inner run's
+//! events appear in the outer stream as [`EventKind::Nested`], and renderings draw the
+//! inner graph inside its node. A workflow run from inside any step (`Other::new(..).run(..)`)
+//! nests its events the same way. When the inner workflow's context has another type,
+//! implement [`SubContext`] for the outer one.
 #![warn(missing_docs)]
 
 pub use workflow_macros::{step, workflow};
