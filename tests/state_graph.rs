@@ -82,7 +82,8 @@ fn kind(kind: &EventKind) -> String {
     let mut line = json["event"].as_str().unwrap_or("?").to_owned();
     for key in ["node", "arm", "to", "max"] {
         if let Some(value) = json.get(key) {
-            line.push_str(&format!(" {key}={}", value.to_string().trim_matches('"')));
+            let value = value.to_string();
+            line = format!("{line} {key}={}", value.trim_matches('"'));
         }
     }
     line
@@ -212,6 +213,7 @@ struct Ctx {
 #[step(retries = 2, backoff = "1s..1s")]
 async fn flaky(ctx: &Ctx, draft: &mut Draft) -> Result<(), StepError> {
     draft.log.push("flaky wrote this".into());
+    tokio::task::yield_now().await;
     let attempt = ctx.attempts.fetch_add(1, Ordering::SeqCst) + 1;
     if attempt <= ctx.fail_first {
         return Err(StepError::msg(format!("attempt {attempt} failed")));
@@ -336,7 +338,7 @@ workflow! {
     Router(draft: &mut Draft) {
         classify => match {
             (Kind::Bug, p) if p >= 5 => urgent,
-            (Kind::Bug, _) | (Kind::Other, _) => triage,
+            (Kind::Bug | Kind::Other, _) => triage,
             (Kind::Question, _) => answer,
         };
         urgent -> triage;

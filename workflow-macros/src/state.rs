@@ -425,6 +425,13 @@ struct Step {
     arm: Option<usize>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    New,
+    OnPath,
+    Done,
+}
+
 /// Depth-first search along every transition except the arms that a bound ends (the
 /// looping arms of a bounded route); any cycle left can run forever. Iterative, so that a
 /// long chain cannot overflow the macro's stack.
@@ -462,12 +469,6 @@ fn cycles(graph: &StateGraph, loops: &dyn Fn(Target, usize) -> bool, errors: &mu
         })
         .collect();
 
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    enum Mark {
-        New,
-        OnPath,
-        Done,
-    }
     let mut marks = vec![Mark::New; graph.nodes.len()];
     // The path: each node with the transition taken out of it.
     let mut path: Vec<(usize, Step)> = Vec::new();
@@ -702,8 +703,8 @@ fn node_fn(index: usize, node: &Node, alias: &Ident, surface: &Surface) -> Token
         quote!(<#alias as #private::StateStep<#ctx_ty, #state_ty>>::call(&__wf_ctx, &mut __wf_state).await?),
         span,
     );
-    let pick = match &node.next {
-        Some(Next::Route(route)) => {
+    let pick = if let Some(Next::Route(route)) = &node.next {
+        {
             let match_token = &route.match_token;
             let value = respan(quote!(__wf_value), match_token.span);
             let arms = route.arms.iter().enumerate().map(|(i, arm)| {
@@ -716,10 +717,11 @@ fn node_fn(index: usize, node: &Node, alias: &Ident, surface: &Surface) -> Token
                 let __wf_arm: usize = #match_token #value { #(#arms)* };
             }
         }
-        _ => quote! {
+    } else {
+        quote! {
             let _ = __wf_value;
             let __wf_arm: usize = 0;
-        },
+        }
     };
     let function = format_ident!("__wf_node{}", index);
     quote! {

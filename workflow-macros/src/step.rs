@@ -254,8 +254,8 @@ struct StepSignature {
     output_span: Span,
 }
 
-/// Checks a step's signature and reads what the companion needs from it.
-fn signature(sig: &syn::Signature, errors: &mut Errors) -> Option<StepSignature> {
+/// Rejects generic, variadic and `unsafe` steps.
+fn check_shape(sig: &syn::Signature, errors: &mut Errors) {
     for param in &sig.generics.params {
         match param {
             GenericParam::Lifetime(_) => {}
@@ -274,7 +274,11 @@ fn signature(sig: &syn::Signature, errors: &mut Errors) -> Option<StepSignature>
             "steps cannot be `unsafe fn`: wrap the unsafe call in a safe function",
         ));
     }
+}
 
+/// Checks a step's signature and reads what the companion needs from it.
+fn signature(sig: &syn::Signature, errors: &mut Errors) -> Option<StepSignature> {
+    check_shape(sig, errors);
     let mut inputs = sig.inputs.iter().peekable();
     let mut ctx_ty = None;
     if let Some(FnArg::Typed(first)) = inputs.peek()
@@ -370,6 +374,8 @@ fn signature(sig: &syn::Signature, errors: &mut Errors) -> Option<StepSignature>
     })
 }
 
+// One `quote!` per generated item keeps each item readable in one place.
+#[allow(clippy::too_many_lines)]
 fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Option<TokenStream> {
     let sig = &func.sig;
     let StepSignature {

@@ -485,6 +485,7 @@ fn edge_target(edge: Edge) -> String {
 /// like `Vec<Post>` are not read as HTML).
 fn escape(text: &str) -> String {
     text.replace('"', "#quot;")
+        .replace('|', "#124;")
         .replace('<', "#lt;")
         .replace('>', "#gt;")
 }

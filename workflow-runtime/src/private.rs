@@ -107,6 +107,7 @@ pub async fn state_subworkflow<W: CompiledStateGraph, C: SubContext<W::Context> 
 )]
 pub trait CloneInput<C: ?Sized>: Sized {
     /// Clones the value.
+    #[must_use]
     fn clone_input(&self) -> Self;
 }
 

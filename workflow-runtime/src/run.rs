@@ -786,14 +786,13 @@ async fn walk<W: CompiledStateGraph>(
             } else {
                 kept.take()
             };
-            match state {
-                Some(state) => W::node(ctx, node, state),
-                None => {
-                    let lost: StateFuture<W::State> = Box::pin(std::future::ready(Err(
-                        StepError::msg("internal error: the state was used up"),
-                    )));
-                    lost
-                }
+            if let Some(state) = state {
+                W::node(ctx, node, state)
+            } else {
+                let lost: StateFuture<W::State> = Box::pin(std::future::ready(Err(
+                    StepError::msg("internal error: the state was used up"),
+                )));
+                lost
             }
         })
         .await;
