@@ -64,15 +64,40 @@ const CYCLE: &str = r"
     }
 ";
 
-const WORKFLOW_SEEDS: [(&str, &str); 4] = [
+const REVIEW_LOOP: &str = "
+    /// Reviews until good enough.
+    pub CodeReview(ctx: Ctx, review: &mut Review) {
+        extract -> complexity -> evaluate;
+        evaluate => match {
+            Verdict::Good => END,
+            Verdict::Revise { .. } | Verdict::Retry => revise,
+        } max 5 => END;
+        revise -> extract;
+    }
+";
+
+const ROUTER: &str = "
+    Triage(ticket: &mut Ticket) {
+        classify => match {
+            (Kind::Bug, p) if p > 5 => handlers::urgent,
+            (Kind::Bug, _) => triage,
+            _ => END,
+        };
+        urgent -> triage -> END;
+    }
+";
+
+const WORKFLOW_SEEDS: [(&str, &str); 6] = [
     ("content pipeline", CONTENT_PIPELINE),
     ("diamond", DIAMOND),
     ("paths", PATHS),
     ("cycle", CYCLE),
+    ("review loop", REVIEW_LOOP),
+    ("router", ROUTER),
 ];
 
 /// `(name, #[step] arguments, item)`.
-const STEP_SEEDS: [(&str, &str, &str); 4] = [
+const STEP_SEEDS: [(&str, &str, &str); 5] = [
     (
         "async, ctx, fallible, options",
         r#"
@@ -112,6 +137,17 @@ const STEP_SEEDS: [(&str, &str, &str); 4] = [
 ",
         r"
     async fn tick() {}
+",
+    ),
+    (
+        "state step: async, ctx, fallible",
+        r#"
+    retries = 2
+"#,
+        r"
+    async fn evaluate(ctx: &Ctx, review: &mut Review) -> Result<Verdict, StepError> {
+        ctx.judge(review).await
+    }
 ",
     ),
 ];
@@ -650,6 +686,17 @@ fn expand_step(args: TokenStream, item: TokenStream) -> String {
 #[test]
 fn content_pipeline_expansion() {
     insta::assert_snapshot!(expand(tokens(CONTENT_PIPELINE)));
+}
+
+#[test]
+fn state_graph_with_route_bound_and_loop_expansion() {
+    insta::assert_snapshot!(expand(tokens(REVIEW_LOOP)));
+}
+
+#[test]
+fn state_step_expansion() {
+    let (_, args, item) = STEP_SEEDS[4];
+    insta::assert_snapshot!(expand_step(tokens(args), tokens(item)));
 }
 
 #[test]
