@@ -136,6 +136,15 @@ impl Graph {
             }
         }
 
+        for node in &nodes {
+            if node.step.is_ident(&name) {
+                errors.push(syn::Error::new_spanned(
+                    &node.step,
+                    format!("`{name}` cannot run itself as one of its nodes: its runs would nest without end"),
+                ));
+            }
+        }
+
         let scope = Scope::of(&inputs, &nodes, ctx.as_ref().map(|(name, _)| name));
         let resolve = |ident: &Ident, errors: &mut Errors| scope.resolve(ident, errors);
         for (index, call) in calls.into_iter().enumerate() {

@@ -179,6 +179,15 @@ impl StateGraph {
             return Target::End;
         }
         let name = path_name(path);
+        if path.is_ident(&self.name) {
+            errors.push(syn::Error::new_spanned(
+                path,
+                format!(
+                    "`{}` cannot run itself as one of its nodes: its runs would nest without end",
+                    self.name
+                ),
+            ));
+        }
         if let Some(index) = self.nodes.iter().position(|node| node.name == name) {
             let first = &self.nodes[index].path;
             if path.segments.len() > 1 && type_string(first) != type_string(path) {

@@ -141,9 +141,9 @@ const STEP_SEEDS: [(&str, &str, &str); 5] = [
     ),
     (
         "state step: async, ctx, fallible",
-        r#"
+        r"
     retries = 2
-"#,
+",
         r"
     async fn evaluate(ctx: &Ctx, review: &mut Review) -> Result<Verdict, StepError> {
         ctx.judge(review).await
