@@ -60,7 +60,9 @@
 //! sent anywhere. The function is left as it is, callable on its own; `#[step]` adds a
 //! companion type of the same name that `workflow!` reads.
 //!
-//! Options: `retries = N`, `backoff = "100ms..10s"` (exponential, doubling), `timeout =
+//! Options: `retries = N`, `backoff = "100ms..10s"` (exponential, doubling), `jitter =
+//! "full"` (the default: each delay is drawn between zero and the backoff's; `"none"` waits
+//! exactly the backoff; `RunOptions::jitter_seed` makes the draws reproducible), `timeout =
 //! "30s"` (per attempt), `name = "..."` (the name in events and graphs), `crate = "path"`
 //! (the path of this crate when it is renamed).
 //!

@@ -290,7 +290,7 @@ async fn cancelling_a_run_drops_its_steps_and_ends_it() {
 #[derive(Default)]
 struct Attempts(AtomicUsize);
 
-#[step(retries = 3, backoff = "100ms..150ms")]
+#[step(retries = 3, backoff = "100ms..150ms", jitter = "none")]
 fn flaky(ctx: &Attempts, x: u32) -> Result<u32, StepError> {
     let attempt = ctx.0.fetch_add(1, Ordering::SeqCst) + 1;
     if attempt < 3 {
@@ -339,6 +339,61 @@ async fn failed_attempts_are_retried_with_backoff() {
     );
 }
 
+#[step(retries = 4, backoff = "1s..8s")]
+fn unreliable(ctx: &Attempts, x: u32) -> Result<u32, StepError> {
+    let attempt = ctx.0.fetch_add(1, Ordering::SeqCst) + 1;
+    if attempt < 5 {
+        return Err(StepError::msg(format!("attempt {attempt} failed")));
+    }
+    Ok(x)
+}
+
+workflow! {
+    /// Succeeds on the fifth attempt, with full jitter between attempts.
+    Unreliable(ctx: Attempts, x: u32) -> u32 {
+        unreliable(x)
+    }
+}
+
+/// The delays of a run of `Unreliable` with this jitter seed, and its wall time.
+async fn jittered_delays(seed: u64) -> (Vec<Duration>, Duration) {
+    let start = tokio::time::Instant::now();
+    let handle = Unreliable::new(Attempts::default())
+        .with_options(RunOptions::new().jitter_seed(seed))
+        .start(7);
+    let events = handle.events();
+    assert_eq!(handle.await.expect("fifth time lucky"), 7);
+    let delays = events
+        .collect()
+        .await
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StepRetrying { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    (delays, start.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_jitter_draws_each_delay_below_its_backoff_reproducibly_from_the_seed() {
+    let (delays, elapsed) = jittered_delays(7).await;
+    // The backoff caps each delay: 1 s, 2 s, 4 s, 8 s.
+    let caps = [1, 2, 4, 8].map(Duration::from_secs);
+    assert_eq!(delays.len(), 4);
+    for (delay, cap) in delays.iter().zip(caps) {
+        assert!(*delay <= cap, "{delay:?} > {cap:?}");
+    }
+    // The run waited exactly the delays it reported.
+    assert_eq!(elapsed, delays.iter().sum::<Duration>());
+    // The same seed gives the same delays; another seed, others.
+    assert_eq!(jittered_delays(7).await.0, delays);
+    assert_ne!(jittered_delays(8).await.0, delays);
+    // Jitter spreads the delays: not all of them sit at the cap.
+    assert!(delays.iter().zip(caps).any(|(delay, cap)| *delay < cap));
+    insta::assert_debug_snapshot!(delays);
+}
+
 #[step(retries = 5)]
 fn rejected(x: u32) -> Result<u32, StepError> {
     let _ = x;
@@ -370,7 +425,7 @@ async fn permanent_errors_are_not_retried() {
     assert_eq!(started, 1);
 }
 
-#[step(timeout = "1s", retries = 1, backoff = "10ms..10ms")]
+#[step(timeout = "1s", retries = 1, backoff = "10ms..10ms", jitter = "none")]
 async fn hangs(ctx: &Probe, x: u32) -> u32 {
     let _guard = DropGuard(&ctx.dropped);
     tokio::time::sleep(Duration::from_secs(60)).await;

@@ -210,7 +210,7 @@ struct Ctx {
     fail_first: u32,
 }
 
-#[step(retries = 2, backoff = "1s..1s")]
+#[step(retries = 2, backoff = "1s..1s", jitter = "none")]
 async fn flaky(ctx: &Ctx, draft: &mut Draft) -> Result<(), StepError> {
     draft.log.push("flaky wrote this".into());
     tokio::task::yield_now().await;

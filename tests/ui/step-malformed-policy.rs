@@ -30,4 +30,9 @@ fn f(x: &u32) -> u32 {
     *x
 }
 
+#[step(retries = 2, jitter = "half")]
+fn g(x: &u32) -> u32 {
+    *x
+}
+
 fn main() {}

@@ -16,13 +16,15 @@ use crate::errors::{Errors, did_you_mean};
 use crate::model::is_context_name;
 use crate::tokens::{respan, type_string};
 
-const OPTIONS: [&str; 5] = ["retries", "backoff", "timeout", "name", "crate"];
+const OPTIONS: [&str; 6] = ["retries", "backoff", "jitter", "timeout", "name", "crate"];
 
 /// `#[step(...)]` options.
 #[derive(Default)]
 struct StepOptions {
     retries: Option<u32>,
     backoff: Option<(u128, u128)>,
+    /// `true` for full jitter (the default), `false` for none.
+    jitter: Option<bool>,
     timeout: Option<u128>,
     name: Option<String>,
     krate: Option<Path>,
@@ -69,6 +71,7 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
         let seen = match key.as_str() {
             "retries" => options.retries.is_some(),
             "backoff" => options.backoff.is_some(),
+            "jitter" => options.jitter.is_some(),
             "timeout" => options.timeout.is_some(),
             "name" => options.name.is_some(),
             "crate" => options.krate.is_some(),
@@ -111,6 +114,21 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
             "backoff" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 options.backoff = Some(parse_backoff(&lit)?);
+            }
+            "jitter" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                options.jitter = Some(match lit.value().as_str() {
+                    "full" => true,
+                    "none" => false,
+                    other => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "unknown jitter `{other}`; expected `\"full\"` (the default) or `\"none\"`"
+                            ),
+                        ));
+                    }
+                });
             }
             "timeout" => {
                 let lit: LitStr = meta.value()?.parse()?;
@@ -534,11 +552,17 @@ fn policy(options: &StepOptions, private: &TokenStream) -> TokenStream {
             quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#t)))
         },
     );
+    let jitter = if options.jitter.unwrap_or(true) {
+        quote!(#private::Jitter::Full)
+    } else {
+        quote!(#private::Jitter::None)
+    };
     quote! {
         #private::Policy {
             retries: #retries,
             backoff: #backoff,
             timeout: #timeout,
+            jitter: #jitter,
         }
     }
 }

@@ -29,6 +29,21 @@ pub struct Policy {
     /// The longest one attempt may take; a timed-out attempt is cancelled and counts as a
     /// failure.
     pub timeout: Option<Duration>,
+    /// How the delays between attempts are randomised.
+    pub jitter: Jitter,
+}
+
+/// How the delay before a retry is randomised, so that many clients failing at once do not
+/// retry in lockstep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// "Full jitter": the delay is drawn uniformly between zero and the backoff's delay
+    /// for that attempt. The default.
+    #[default]
+    Full,
+    /// The delay is exactly the backoff's.
+    None,
 }
 
 /// Exponential backoff: the first retry waits `min`, each next one twice as long, never more
@@ -56,10 +71,12 @@ impl Policy {
         retries: 0,
         backoff: Backoff::DEFAULT,
         timeout: None,
+        jitter: Jitter::Full,
     };
 
-    /// The delay before attempt number `attempt` (attempts count from 1; attempt 1 has no
-    /// delay).
+    /// The backoff's delay before attempt number `attempt` (attempts count from 1; attempt
+    /// 1 has no delay): the actual delay with [`Jitter::None`], its upper bound with
+    /// [`Jitter::Full`].
     pub fn delay_before(&self, attempt: u32) -> Duration {
         if attempt <= 1 {
             return Duration::ZERO;
@@ -75,5 +92,27 @@ impl Policy {
 impl Default for Policy {
     fn default() -> Self {
         Self::DEFAULT
+    }
+}
+
+impl Policy {
+    /// The delay before attempt `attempt`, with the jitter applied: `draw` is a random
+    /// number from the run's jitter source (see `RunOptions::jitter_seed`).
+    pub(crate) fn jittered_delay_before(&self, attempt: u32, draw: u64) -> Duration {
+        let cap = self.delay_before(attempt);
+        match self.jitter {
+            Jitter::None => cap,
+            // `draw % (cap + 1)`: uniform enough for a 64-bit draw and any real cap. Whole
+            // milliseconds (tokio's timer resolution), so the delay reported is the delay
+            // waited; below a millisecond, nanoseconds.
+            Jitter::Full if cap >= Duration::from_millis(1) => {
+                let cap_millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+                Duration::from_millis(draw % cap_millis.saturating_add(1))
+            }
+            Jitter::Full => {
+                let cap_nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+                Duration::from_nanos(draw % cap_nanos.saturating_add(1))
+            }
+        }
     }
 }

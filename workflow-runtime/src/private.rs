@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 pub use crate::graph::{
     Arm, Bound, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
 };
-pub use crate::policy::{Backoff, Policy};
+pub use crate::policy::{Backoff, Jitter, Policy};
 pub use crate::run::{RunError, RunHandle, RunOptions};
 pub use crate::step::{IntoStepError, Step, StepError, StepOutput};
 pub use crate::workflow::{SubContext, Workflow};

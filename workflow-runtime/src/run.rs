@@ -93,6 +93,7 @@ pub struct RunOptions {
     max_concurrency: Option<NonZeroUsize>,
     parallelism: Parallelism,
     max_steps: u32,
+    jitter_seed: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -101,6 +102,7 @@ impl Default for RunOptions {
             max_concurrency: None,
             parallelism: Parallelism::default(),
             max_steps: DEFAULT_MAX_STEPS,
+            jitter_seed: None,
         }
     }
 }
@@ -134,6 +136,35 @@ impl RunOptions {
     /// The most node executions a run of a state graph may make.
     pub fn step_limit(&self) -> u32 {
         self.max_steps
+    }
+
+    /// Makes the run's retry delays reproducible: with a seed, the jittered delay before
+    /// attempt `n` of a node depends only on the seed, the node and `n` (and, in a state
+    /// graph, how many steps ran before), never on timing. Without one, each run draws a
+    /// random seed. For tests on a paused clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use workflow::RunOptions;
+    ///
+    /// let options = RunOptions::new().jitter_seed(42);
+    /// assert_eq!(options.seed(), Some(42));
+    /// ```
+    #[must_use]
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
+        self
+    }
+
+    /// The jitter seed, if one was set.
+    pub fn seed(&self) -> Option<u64> {
+        self.jitter_seed
+    }
+
+    /// The seed of one run: the one set, or a fresh random one.
+    fn run_seed(&self) -> u64 {
+        self.jitter_seed.unwrap_or_else(|| fastrand::u64(..))
     }
 
     /// At most `limit` steps of the run execute at once; further ready steps wait their
@@ -529,6 +560,7 @@ async fn drive_graph<W: Compiled>(
         .max_concurrency
         .map_or(usize::MAX, NonZeroUsize::get);
     let mut in_flight = InFlight::new(options.parallelism);
+    let seed = options.run_seed();
     loop {
         while in_flight.len() < limit {
             let Some(node) = ready.pop_front() else { break };
@@ -537,6 +569,7 @@ async fn drive_graph<W: Compiled>(
                 graph,
                 node,
                 Arc::clone(&log),
+                seed,
             ));
         }
         if in_flight.len() == 0 {
@@ -607,9 +640,20 @@ async fn node_attempts<W: Compiled>(
     graph: &'static Graph,
     node: NodeId,
     log: Arc<EventLog>,
+    seed: u64,
 ) -> Completion {
-    let result = attempts(graph.node(node), &log, |_| W::node(&run, node)).await;
+    let jitter = (seed, node.0 as u64);
+    let result = attempts(graph.node(node), &log, jitter, |_| W::node(&run, node)).await;
     (node, result)
+}
+
+/// The random draw for the delay after attempt `attempt`: a function of the run's seed,
+/// the node's salt (its index; in a state graph, also its step number) and the attempt.
+fn draw((seed, salt): (u64, u64), attempt: u32) -> u64 {
+    let mixed = seed
+        ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(attempt).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    fastrand::Rng::with_seed(mixed).u64(..)
 }
 
 /// Runs the attempts of one node, with the node's timeout and retries, each in a `tracing`
@@ -617,6 +661,7 @@ async fn node_attempts<W: Compiled>(
 async fn attempts<T, F, Fut>(
     def: &'static NodeDef,
     log: &Arc<EventLog>,
+    jitter: (u64, u64),
     mut attempt_future: F,
 ) -> Result<T, StepError>
 where
@@ -679,7 +724,7 @@ where
                 return Ok(value);
             }
             Err(error) if retry => {
-                let delay = policy.delay_before(attempt + 1);
+                let delay = policy.jittered_delay_before(attempt + 1, draw(jitter, attempt));
                 log.emit(EventKind::StepRetrying {
                     node: def.name.into(),
                     attempt,
@@ -719,7 +764,7 @@ async fn drive_state<W: CompiledStateGraph>(
         let result = tokio::select! {
             biased;
             () = cancel.cancelled() => Err(RunError::Cancelled),
-            result = walk::<W>(graph, &ctx, state, options.max_steps, &log) => result,
+            result = walk::<W>(graph, &ctx, state, &options, &log) => result,
         };
         match &result {
             Ok(_) => log.emit(EventKind::RunFinished {
@@ -755,9 +800,11 @@ async fn walk<W: CompiledStateGraph>(
     graph: &'static Graph,
     ctx: &Arc<W::Context>,
     mut state: W::State,
-    max_steps: u32,
+    options: &RunOptions,
     log: &Arc<EventLog>,
 ) -> Result<W::State, RunError> {
+    let max_steps = options.max_steps;
+    let seed = options.run_seed();
     let Some(def) = graph.state_graph() else {
         return Err(RunError::Internal(format!(
             "`{}` is not a state graph",
@@ -780,7 +827,8 @@ async fn walk<W: CompiledStateGraph>(
         // failed attempt leaves nothing behind; the last attempt takes the state itself.
         let retries = node_def.policy.retries;
         let mut kept = Some(state);
-        let result = attempts(node_def, log, |attempt| {
+        let jitter = (seed, (u64::from(steps) << 32) | node.0 as u64);
+        let result = attempts(node_def, log, jitter, |attempt| {
             let state = if attempt <= retries {
                 kept.clone()
             } else {
