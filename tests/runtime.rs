@@ -460,6 +460,74 @@ async fn a_timed_out_attempt_is_cancelled_and_counts_as_a_failure() {
     assert_eq!(error.to_string(), "step `hangs` failed: timed out after 1s");
 }
 
+#[step(retries = 5, backoff = "10s..10s", jitter = "none")]
+fn always_fails(ctx: &Attempts, x: u32) -> Result<u32, StepError> {
+    ctx.0.fetch_add(1, Ordering::SeqCst);
+    Err(StepError::msg(format!("no luck with {x}")))
+}
+
+workflow! {
+    /// Fails every attempt, waiting 10 s between them.
+    AlwaysFails(ctx: Attempts, x: u32) -> u32 {
+        always_fails(x)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_during_a_backoff_sleep_fires_no_retry() {
+    let attempts = Arc::new(Attempts::default());
+    let start = tokio::time::Instant::now();
+    let handle = AlwaysFails::with_context(Arc::clone(&attempts)).start(1);
+    let mut events = handle.events();
+    while let Some(event) = events.next().await {
+        if matches!(event.kind, EventKind::StepRetrying { .. }) {
+            break;
+        }
+    }
+    handle.cancel();
+    assert!(matches!(handle.await, Err(RunError::Cancelled)));
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "the backoff sleep was cut short"
+    );
+    // Even once the backoff would have ended, no attempt starts.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(attempts.0.load(Ordering::SeqCst), 1);
+    let rest: Vec<_> = events.collect().await.into_iter().map(|e| e.kind).collect();
+    assert!(
+        matches!(rest.as_slice(), [EventKind::RunCancelled { .. }]),
+        "{rest:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_past_its_deadline_fails_and_drops_its_steps() {
+    let probe = Arc::new(Probe::default());
+    let start = tokio::time::Instant::now();
+    let handle = Hangs::with_context(Arc::clone(&probe))
+        .with_options(RunOptions::new().deadline(Duration::from_millis(1500)))
+        .start(1);
+    let events = handle.events();
+    let error = handle.await.expect_err("the deadline passes first");
+    assert!(
+        matches!(error, RunError::DeadlineExceeded { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "the run did not finish within its deadline of 1.5s"
+    );
+    // The first attempt timed out at 1 s, the retry was in flight at 1.5 s and dropped.
+    assert_eq!(start.elapsed(), Duration::from_millis(1500));
+    assert_eq!(probe.dropped.load(Ordering::SeqCst), 2);
+    let events = events.collect().await;
+    assert!(matches!(
+        events.last().map(|e| &e.kind),
+        Some(EventKind::RunFailed { error, .. }) if error.contains("deadline")
+    ));
+}
+
 #[step]
 fn panics(x: u32) -> u32 {
     assert!(x > 100, "x is too small");

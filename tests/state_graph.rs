@@ -299,6 +299,19 @@ async fn a_state_graph_can_be_cancelled() {
     ));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_state_graph_past_its_deadline_fails() {
+    let error = Forever::new()
+        .with_options(RunOptions::new().deadline(Duration::from_secs(2)))
+        .run(Draft::default())
+        .await
+        .expect_err("never finishes");
+    assert!(
+        matches!(error, RunError::DeadlineExceeded { .. }),
+        "{error:?}"
+    );
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Bug,

@@ -13,6 +13,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
@@ -94,6 +95,7 @@ pub struct RunOptions {
     parallelism: Parallelism,
     max_steps: u32,
     jitter_seed: Option<u64>,
+    deadline: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -103,6 +105,7 @@ impl Default for RunOptions {
             parallelism: Parallelism::default(),
             max_steps: DEFAULT_MAX_STEPS,
             jitter_seed: None,
+            deadline: None,
         }
     }
 }
@@ -157,6 +160,30 @@ impl RunOptions {
         self
     }
 
+    /// The run fails with [`RunError::DeadlineExceeded`] if it has not finished `deadline`
+    /// after it started: the steps in flight are dropped and no retry fires afterwards.
+    /// (Per attempt, use a step's `timeout`.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use workflow::RunOptions;
+    ///
+    /// let options = RunOptions::new().deadline(Duration::from_secs(600));
+    /// assert_eq!(options.run_deadline(), Some(Duration::from_secs(600)));
+    /// ```
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The run's deadline, if any.
+    pub fn run_deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
     /// The jitter seed, if one was set.
     pub fn seed(&self) -> Option<u64> {
         self.jitter_seed
@@ -203,6 +230,12 @@ pub enum RunError {
     },
     /// The run was cancelled from its handle.
     Cancelled,
+    /// The run did not finish within its [deadline](RunOptions::deadline); the steps in
+    /// flight were dropped.
+    DeadlineExceeded {
+        /// The deadline.
+        deadline: Duration,
+    },
     /// A state graph executed as many nodes as [`RunOptions::max_steps`] allows and was
     /// about to run another.
     StepLimit {
@@ -225,6 +258,12 @@ impl fmt::Display for RunError {
                 write!(f, "node `{node}` (step `{step}`) failed: {source}")
             }
             Self::Cancelled => f.write_str("the run was cancelled"),
+            Self::DeadlineExceeded { deadline } => {
+                write!(
+                    f,
+                    "the run did not finish within its deadline of {deadline:?}"
+                )
+            }
             Self::StepLimit { limit, node } => write!(
                 f,
                 "the run reached its limit of {limit} steps before `END` (next was `{node}`): bound the loop that keeps it going, or raise the limit with `RunOptions::max_steps`"
@@ -478,6 +517,32 @@ where
     }
 }
 
+/// A run's deadline, as a future that never completes when there is none.
+struct Deadline {
+    deadline: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl Deadline {
+    fn new(deadline: Option<Duration>) -> Self {
+        Self {
+            deadline: deadline.map(|after| (after, Box::pin(tokio::time::sleep(after)))),
+        }
+    }
+
+    /// Completes when the deadline passes.
+    async fn expired(&mut self) -> RunError {
+        match &mut self.deadline {
+            Some((deadline, sleep)) => {
+                sleep.as_mut().await;
+                RunError::DeadlineExceeded {
+                    deadline: *deadline,
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
 type Completion = (NodeId, Result<(), StepError>);
 
 /// The steps in flight of one run.
@@ -561,6 +626,7 @@ async fn drive_graph<W: Compiled>(
         .map_or(usize::MAX, NonZeroUsize::get);
     let mut in_flight = InFlight::new(options.parallelism);
     let seed = options.run_seed();
+    let mut deadline = Deadline::new(options.deadline);
     loop {
         while in_flight.len() < limit {
             let Some(node) = ready.pop_front() else { break };
@@ -581,6 +647,15 @@ async fn drive_graph<W: Compiled>(
                 in_flight.shutdown().await;
                 log.emit(EventKind::RunCancelled { duration: log.elapsed() });
                 return Err(RunError::Cancelled);
+            }
+            error = deadline.expired() => {
+                in_flight.shutdown().await;
+                log.emit(EventKind::RunFailed {
+                    node: "".into(),
+                    error: error.to_string(),
+                    duration: log.elapsed(),
+                });
+                return Err(error);
             }
             completion = in_flight.next() => completion,
         };
@@ -761,9 +836,11 @@ async fn drive_state<W: CompiledStateGraph>(
         log.emit(EventKind::RunStarted {
             workflow: graph.name.into(),
         });
+        let mut deadline = Deadline::new(options.deadline);
         let result = tokio::select! {
             biased;
             () = cancel.cancelled() => Err(RunError::Cancelled),
+            error = deadline.expired() => Err(error),
             result = walk::<W>(graph, &ctx, state, &options, &log) => result,
         };
         match &result {
