@@ -229,11 +229,15 @@ pub(crate) fn workflow_type(
 /// The workflow type alone, for a workflow with errors: its methods never run, because the
 /// errors stop the build.
 pub(crate) fn stub(graph: &Graph) -> TokenStream {
-    let surface = Surface::of(graph);
+    stub_type(&Header::of(graph), &Surface::of(graph))
+}
+
+/// The workflow type with stand-in bodies, for either shape.
+pub(crate) fn stub_type(header: &Header<'_>, surface: &Surface) -> TokenStream {
     let unreachable = quote!(::core::panic!("this workflow failed to compile"));
     let (ty, impls) = workflow_type(
-        &Header::of(graph),
-        &surface,
+        header,
+        surface,
         [
             quote!(async { #unreachable }),
             unreachable.clone(),

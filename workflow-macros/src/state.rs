@@ -14,7 +14,7 @@ use syn::spanned::Spanned as _;
 use syn::{Attribute, Ident, Pat, Path, Type, Visibility};
 
 use crate::errors::{Errors, did_you_mean};
-use crate::expand::{Header, Surface, doc_string, workflow_type};
+use crate::expand::{Header, Surface, doc_string, stub_type, workflow_type};
 use crate::model::{crate_override, is_context_name};
 use crate::parse::{RouteDecl, StateGraphInput, StmtDecl, path_name};
 use crate::tokens::{respan, type_string};
@@ -593,23 +593,7 @@ fn header(graph: &StateGraph) -> Header<'_> {
 
 /// The workflow type alone, for a graph with errors.
 fn stub(graph: &StateGraph) -> TokenStream {
-    let surface = surface(graph);
-    let unreachable = quote!(::core::panic!("this workflow failed to compile"));
-    let (ty, impls) = workflow_type(
-        &header(graph),
-        &surface,
-        [
-            quote!(async { #unreachable }),
-            unreachable.clone(),
-            unreachable,
-        ],
-    );
-    quote! {
-        #ty
-        const _: () = {
-            #impls
-        };
-    }
+    stub_type(&header(graph), &surface(graph))
 }
 
 /// The full expansion of a checked state graph.

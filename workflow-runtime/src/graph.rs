@@ -349,10 +349,7 @@ impl Graph {
         if state.is_some() {
             for transition in self.transitions() {
                 let from = transition.from.0;
-                let to = match transition.to {
-                    Target::Node(id) => format!("n{}", id.0),
-                    Target::End => "finish".to_owned(),
-                };
+                let to = target_id(transition.to);
                 let arrow = match (transition.pattern, transition.bound) {
                     (Some(pattern), _) => format!("-->|\"{}\"|", escape(pattern)),
                     (None, Some(max)) => format!("-.->|\"max {max}\"|"),
@@ -425,10 +422,7 @@ impl Graph {
         if state.is_some() {
             for transition in self.transitions() {
                 let from = transition.from.0;
-                let to = match transition.to {
-                    Target::Node(id) => format!("n{}", id.0),
-                    Target::End => "finish".to_owned(),
-                };
+                let to = target_id(transition.to);
                 let attrs = match (transition.pattern, transition.bound) {
                     (Some(pattern), _) => format!(" [label=\"{}\"]", escape_dot(pattern)),
                     (None, Some(max)) => format!(" [label=\"max {max}\", style=dashed]"),
@@ -466,6 +460,14 @@ fn node_label(node: &NodeDef) -> String {
         node.name.to_owned()
     } else {
         format!("{} = {}", node.name, node.step)
+    }
+}
+
+/// The id of a state graph's node or of its `END`, in both renderings.
+fn target_id(target: Target) -> String {
+    match target {
+        Target::Node(id) => format!("n{}", id.0),
+        Target::End => "finish".to_owned(),
     }
 }
 
