@@ -273,14 +273,7 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
         ],
     );
 
-    // One alias per node: the step path appears once, so an unknown step is one error.
-    let aliases: Vec<_> = (0..graph.nodes.len())
-        .map(|i| format_ident!("__wf_S{}", i))
-        .collect();
-    let alias_decls = graph.nodes.iter().zip(&aliases).map(|(node, alias)| {
-        let path = &node.step;
-        quote!(type #alias = #path;)
-    });
+    let (aliases, alias_decls) = step_aliases(graph.nodes.iter().map(|node| &node.step));
     let input_fields: Vec<_> = (0..graph.inputs.len())
         .map(|i| format_ident!("__wf_in{}", i))
         .collect();
@@ -482,18 +475,16 @@ fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) ->
         let sources = node.args.iter().filter_map(|arg| arg.source).map(source);
         let deps = node.deps.iter().map(|d| d.0);
         let dependents = node.dependents.iter().map(|d| d.0);
-        quote! {
-            #private::NodeDef {
-                name: #name,
-                step: <#alias as #private::Step>::NAME,
-                output_type: <#alias as #private::Step>::OUTPUT_TYPE,
-                inputs: &[#(#sources),*],
-                deps: &[#(#private::NodeId(#deps)),*],
-                dependents: &[#(#private::NodeId(#dependents)),*],
-                policy: <#alias as #private::Step>::POLICY,
-                subgraph: <#alias as #private::Step>::SUBGRAPH,
-            }
-        }
+        node_def(
+            private,
+            name,
+            alias,
+            [
+                quote!(#(#sources),*),
+                quote!(#(#private::NodeId(#deps)),*),
+                quote!(#(#private::NodeId(#dependents)),*),
+            ],
+        )
     });
     let output = graph.output.as_ref().map_or_else(
         || quote!(#private::Source::Input(0)),
@@ -513,6 +504,44 @@ fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) ->
             output_type: #output_type,
             shape: #private::Shape::Dataflow,
         };
+    }
+}
+
+/// One alias per node (`type __wf_S{i} = path;`): the step path appears once, so an
+/// unknown step is one error.
+pub(crate) fn step_aliases<'a>(
+    paths: impl Iterator<Item = &'a syn::Path>,
+) -> (Vec<syn::Ident>, Vec<TokenStream>) {
+    paths
+        .enumerate()
+        .map(|(i, path)| {
+            let alias = format_ident!("__wf_S{}", i);
+            let decl = quote!(type #alias = #path;);
+            (alias, decl)
+        })
+        .unzip()
+}
+
+/// A node's `NodeDef`; the step's name, output type, policy and subgraph come from its
+/// companion type. `wiring` holds the contents of `inputs`, `deps` and `dependents`.
+pub(crate) fn node_def(
+    private: &TokenStream,
+    name: &str,
+    alias: &syn::Ident,
+    wiring: [TokenStream; 3],
+) -> TokenStream {
+    let [inputs, deps, dependents] = wiring;
+    quote! {
+        #private::NodeDef {
+            name: #name,
+            step: <#alias as #private::Step>::NAME,
+            output_type: <#alias as #private::Step>::OUTPUT_TYPE,
+            inputs: &[#inputs],
+            deps: &[#deps],
+            dependents: &[#dependents],
+            policy: <#alias as #private::Step>::POLICY,
+            subgraph: <#alias as #private::Step>::SUBGRAPH,
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use syn::spanned::Spanned as _;
 use syn::{Attribute, Ident, Pat, Path, Type, Visibility};
 
 use crate::errors::{Errors, did_you_mean};
-use crate::expand::{Header, Surface, doc_string, stub_type, workflow_type};
+use crate::expand::{
+    Header, Surface, doc_string, node_def, step_aliases, stub_type, workflow_type,
+};
 use crate::model::{crate_override, is_context_name};
 use crate::parse::{RouteDecl, StateGraphInput, StmtDecl, path_name};
 use crate::tokens::{respan, type_string};
@@ -615,13 +617,7 @@ fn executor(graph: &StateGraph) -> TokenStream {
             quote!(&__WF_GRAPH),
         ],
     );
-    let aliases: Vec<Ident> = (0..graph.nodes.len())
-        .map(|i| format_ident!("__wf_S{}", i))
-        .collect();
-    let alias_decls = graph.nodes.iter().zip(&aliases).map(|(node, alias)| {
-        let path = &node.path;
-        quote!(type #alias = #path;)
-    });
+    let (aliases, alias_decls) = step_aliases(graph.nodes.iter().map(|node| &node.path));
     let graph_static = graph_static(graph, &aliases, private);
     let node_fns = graph
         .nodes
@@ -740,21 +736,11 @@ fn graph_static(graph: &StateGraph, aliases: &[Ident], private: &TokenStream) ->
         || (String::new(), String::new()),
         |(name, ty)| (name.to_string(), type_string(ty)),
     );
-    let nodes = graph.nodes.iter().zip(aliases).map(|(node, alias)| {
-        let name = &node.name;
-        quote! {
-            #private::NodeDef {
-                name: #name,
-                step: <#alias as #private::Step>::NAME,
-                output_type: <#alias as #private::Step>::OUTPUT_TYPE,
-                inputs: &[],
-                deps: &[],
-                dependents: &[],
-                policy: <#alias as #private::Step>::POLICY,
-                subgraph: <#alias as #private::Step>::SUBGRAPH,
-            }
-        }
-    });
+    let nodes = graph
+        .nodes
+        .iter()
+        .zip(aliases)
+        .map(|(node, alias)| node_def(private, &node.name, alias, Default::default()));
     let target = |target: Target| match target {
         Target::Node(node) => quote!(#private::Target::Node(#private::NodeId(#node))),
         Target::End => quote!(#private::Target::End),
