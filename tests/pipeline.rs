@@ -62,7 +62,12 @@ async fn nodes_start_as_soon_as_their_inputs_exist() {
         ["research", "post", "linkedin", "checked", "publish"]
     );
     assert_eq!(published.posts.len(), 2);
-    assert!(published.email_subject.contains("Typed workflows"));
+    assert!(
+        published
+            .email_subject
+            .as_deref()
+            .is_some_and(|subject| subject.contains("Typed workflows"))
+    );
 }
 
 async fn trace() -> Vec<Event> {
@@ -109,22 +114,63 @@ fn the_graph_renders_as_mermaid_and_dot() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_step_names_itself_and_keeps_its_cause() {
-    let llm = MockLlm::new().always_fail_when("[email]");
+    let llm = MockLlm::new().always_fail_when("[linkedin]");
     let error = ContentPipeline::new(Ctx { llm })
         .run(topic())
         .await
-        .expect_err("email always fails");
+        .expect_err("linkedin always fails");
     let RunError::Step { node, step, source } = &error else {
         panic!("expected a step error, got {error:?}");
     };
-    assert_eq!((*node, *step), ("email", "email"));
+    assert_eq!((*node, *step), ("linkedin", "linkedin"));
     // Two retries, then the error.
     let cause = source
         .downcast_ref::<workflow::mock::MockLlmError>()
         .expect("the mock's error is kept");
-    assert_eq!(cause.pattern, "[email]");
+    assert_eq!(cause.pattern, "[linkedin]");
     assert_eq!(
         error.to_string(),
-        "step `email` failed: mock LLM: scripted transient failure for prompts containing \"[email]\""
+        "step `linkedin` failed: mock LLM: scripted transient failure for prompts containing \"[linkedin]\""
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_email_is_skipped_and_the_posts_still_go_out() {
+    let llm = MockLlm::new()
+        .with_latency(Duration::from_millis(100))
+        .always_fail_when("[email]");
+    let handle = ContentPipeline::new(Ctx { llm }).start(topic());
+    let events = handle.events();
+    let published = handle.await.expect("the email is skipped, the run goes on");
+    let events = events.collect().await;
+    let networks: Vec<&str> = published.posts.iter().map(|p| p.network.as_str()).collect();
+    assert_eq!(networks, ["linkedin", "twitter"]);
+    assert_eq!(published.email_subject, None);
+    assert!(
+        published
+            .warnings
+            .iter()
+            .any(|w| w.contains("no newsletter"))
+    );
+    // Three attempts (the step's two retries), then the skip.
+    let email: Vec<&EventKind> = events
+        .iter()
+        .map(|e| &e.kind)
+        .filter(|kind| kind.node() == Some("email"))
+        .collect();
+    assert_eq!(email.len(), 7, "{email:#?}");
+    assert!(matches!(
+        email.last(),
+        Some(EventKind::StepSkipped { cause, .. }) if cause == "email"
+    ));
+    let summary = RunSummary::new(ContentPipeline::graph(), &events);
+    let outcome = |node: &str| {
+        summary
+            .steps
+            .iter()
+            .find(|s| s.node == node)
+            .map(|s| s.outcome)
+    };
+    assert_eq!(outcome("email"), Some(workflow::StepOutcome::Skipped));
+    assert_eq!(outcome("publish"), Some(workflow::StepOutcome::Succeeded));
 }

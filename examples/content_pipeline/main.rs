@@ -4,7 +4,8 @@
 //! cargo run --example content_pipeline
 //! cargo run --example content_pipeline -- --topic "Rust for data teams" --slow linkedin
 //! cargo run --example content_pipeline -- --flaky research     # watch retries happen
-//! cargo run --example content_pipeline -- --fail email         # a failing step fails the run
+//! cargo run --example content_pipeline -- --fail email         # skipped: the posts still go out
+//! cargo run --example content_pipeline -- --fail linkedin      # a failing step fails the run
 //! cargo run --example content_pipeline -- --graph              # print the graph as Mermaid
 //! ```
 
@@ -127,7 +128,10 @@ async fn main() -> ExitCode {
         }
         Ok(published) => {
             println!("published {}", published.url);
-            println!("  email: {}", published.email_subject);
+            match &published.email_subject {
+                Some(subject) => println!("  email: {subject}"),
+                None => println!("  email: (skipped)"),
+            }
             for post in &published.posts {
                 println!("  {}: {}", post.network, post.text);
             }

@@ -5,6 +5,9 @@
 //! { linkedin, twitter, email, meta } -> quality_check -> publish
 //! ```
 //!
+//! The newsletter is optional: if `email` fails for good, it is skipped and the posts go
+//! out without it (`quality_check` reads it as `email.ok()`).
+//!
 //! Every LLM call goes to a deterministic mock, so the example runs anywhere, with no key,
 //! and the same topic always gives the same posts.
 
@@ -77,8 +80,8 @@ pub(crate) struct Meta {
 pub(crate) struct Checked {
     /// The posts, in the order LinkedIn, Twitter, email.
     pub(crate) posts: Vec<Social>,
-    /// The newsletter.
-    pub(crate) email: Email,
+    /// The newsletter, unless its step failed and was skipped.
+    pub(crate) email: Option<Email>,
     /// The tweet's metadata.
     pub(crate) meta: Meta,
     /// Notes from the checker.
@@ -92,8 +95,8 @@ pub(crate) struct Published {
     pub(crate) url: String,
     /// The posts that went out.
     pub(crate) posts: Vec<Social>,
-    /// The newsletter's subject.
-    pub(crate) email_subject: String,
+    /// The newsletter's subject, if there was a newsletter.
+    pub(crate) email_subject: Option<String>,
     /// The tweet's hashtags.
     pub(crate) hashtags: Vec<String>,
     /// The checker's notes.
@@ -199,16 +202,20 @@ pub(crate) async fn meta(ctx: &Ctx, tweet: &Social) -> Result<Meta, MockLlmError
 pub(crate) fn quality_check(
     linkedin: &Social,
     tweet: &Social,
-    email: &Email,
+    email: Option<&Email>,
     meta: &Meta,
 ) -> Result<Checked, QualityError> {
     if tweet.text.chars().count() > 280 {
         return Err(QualityError("the tweet is over 280 characters".into()));
     }
-    if email.subject.trim().is_empty() {
-        return Err(QualityError("the email has no subject".into()));
-    }
     let mut warnings = Vec::new();
+    match email {
+        Some(email) if email.subject.trim().is_empty() => {
+            return Err(QualityError("the email has no subject".into()));
+        }
+        Some(_) => {}
+        None => warnings.push("no newsletter: the email step failed and was skipped".to_owned()),
+    }
     if meta.hashtags.is_empty() {
         warnings.push("the tweet has no hashtags".to_owned());
     }
@@ -217,7 +224,7 @@ pub(crate) fn quality_check(
     }
     Ok(Checked {
         posts: vec![linkedin.clone(), tweet.clone()],
-        email: email.clone(),
+        email: email.cloned(),
         meta: meta.clone(),
         warnings,
     })
@@ -226,9 +233,14 @@ pub(crate) fn quality_check(
 /// Publishes everything.
 #[step(retries = 2, backoff = "50ms..1s")]
 pub(crate) async fn publish(ctx: &Ctx, checked: &Checked) -> Result<Published, MockLlmError> {
+    // The newsletter's subject names the post; without a newsletter, the first post does.
+    let about = checked
+        .email
+        .as_ref()
+        .map_or_else(|| checked.posts[0].text.as_str(), |email| &email.subject);
     let slug = ctx
         .llm
-        .complete(&format!("[publish] Slug for: {}", checked.email.subject))
+        .complete(&format!("[publish] Slug for: {about}"))
         .await?;
     let slug: String = slug
         .split(" | ")
@@ -241,7 +253,7 @@ pub(crate) async fn publish(ctx: &Ctx, checked: &Checked) -> Result<Published, M
     Ok(Published {
         url: format!("https://blog.example/{}", slug.trim_end_matches('.')),
         posts: checked.posts.clone(),
-        email_subject: checked.email.subject.clone(),
+        email_subject: checked.email.as_ref().map(|email| email.subject.clone()),
         hashtags: checked.meta.hashtags.clone(),
         warnings: checked.warnings.clone(),
     })
@@ -254,9 +266,10 @@ workflow! {
         let post = blog_post(research);
         let linkedin = linkedin(post);
         let tweet = twitter(post);
+        #[node(on_failure = skip)]
         let email = email(post);
         let meta = meta(tweet);
-        let checked = quality_check(linkedin, tweet, email, meta);
+        let checked = quality_check(linkedin, tweet, email.ok(), meta);
         publish(checked)
     }
 }

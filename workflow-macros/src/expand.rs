@@ -18,7 +18,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned as _;
 
 use crate::errors::Errors;
-use crate::model::{Graph, Source};
+use crate::model::{Arg, Graph, NodeId, OnFailure, Source};
 use crate::parse::Decl;
 use crate::tokens::{respan, type_string};
 use crate::{state, validate};
@@ -296,6 +296,8 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
     let graph_static = graph_static(graph, &aliases, private);
 
     let node_functions = node_functions(graph, &aliases, &input_fields, &node_fields, private);
+    let (fallback_dispatch, fallback_functions) =
+        fallbacks(graph, &aliases, &input_fields, &node_fields, private);
     let node_names = (0..graph.nodes.len()).map(|i| format_ident!("__wf_node{}", i));
 
     let output_fn = output_fn(graph, &input_fields, &node_fields, private, output_ty);
@@ -359,11 +361,15 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
                 }
 
                 #output_fn
+
+                #fallback_dispatch
             }
 
             #as_step
 
             #(#node_functions)*
+
+            #(#fallback_functions)*
 
             #uses
         };
@@ -422,20 +428,7 @@ fn node_functions(
             let step_span = node.step.span();
             let alias = respan(aliases[i].to_token_stream(), step_span);
             let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), step_span);
-            let args = node.args.iter().map(|arg| {
-                let expr = match arg.source {
-                    Some(Source::Input(index)) => {
-                        let field = &input_fields[index];
-                        quote!(&__wf_run.#field)
-                    }
-                    Some(Source::Node(dep)) => {
-                        let field = &node_fields[dep.0];
-                        quote!(#private::input(&__wf_run.#field)?)
-                    }
-                    None => quote!(::core::unreachable!()),
-                };
-                respan(expr, arg.ident.span())
-            });
+            let (reads, args) = call_args(&node.args, input_fields, node_fields, private);
             let field = &node_fields[i];
             let call = quote_spanned! {step_span=>
                 #alias::__wf_call(#ctx_arg, #(#args),*).await?
@@ -445,6 +438,7 @@ fn node_functions(
                 fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture {
                     let __wf_run = #private::ArcPtr::clone(run);
                     ::std::boxed::Box::pin(async move {
+                        #(#reads)*
                         let __wf_value = #call;
                         #private::fill(&__wf_run.#field, __wf_value);
                         ::core::result::Result::Ok(())
@@ -453,6 +447,131 @@ fn node_functions(
             }
         })
         .collect()
+}
+
+/// How a node function reads its arguments from the run: statements that read node
+/// outputs into locals (so a missing input returns early, outside the call), and the
+/// expressions passed to the step, each spanned at its argument so that a type mismatch
+/// is reported there.
+fn call_args(
+    args: &[Arg],
+    input_fields: &[syn::Ident],
+    node_fields: &[syn::Ident],
+    private: &TokenStream,
+) -> (Vec<TokenStream>, Vec<TokenStream>) {
+    let mut reads = Vec::new();
+    let passed = args
+        .iter()
+        .enumerate()
+        .map(|(k, arg)| {
+            let local = format_ident!("__wf_a{}", k);
+            let span = arg.ident.span();
+            let passed = match (arg.source, &arg.ok) {
+                (Some(Source::Input(index)), _) => {
+                    let field = &input_fields[index];
+                    quote!(&__wf_run.#field)
+                }
+                (Some(Source::Node(dep)), None) => {
+                    let field = &node_fields[dep.0];
+                    reads.push(quote!(let #local = #private::input(&__wf_run.#field)?;));
+                    quote!(#local)
+                }
+                (Some(Source::Node(dep)), Some(_)) => {
+                    let field = &node_fields[dep.0];
+                    let read = respan(quote!(#private::maybe(&__wf_run.#field)), span);
+                    reads.push(quote!(let #local = #read;));
+                    quote!(&#local)
+                }
+                (None, _) => quote!(::core::unreachable!()),
+            };
+            respan(passed, span)
+        })
+        .collect();
+    (reads, passed)
+}
+
+/// The alias of node `index`'s fallback step.
+fn fallback_alias(index: usize) -> syn::Ident {
+    format_ident!("__wf_F{}", index)
+}
+
+/// `Compiled::fallback`, and for each node with a fallback a function filling the node's
+/// slot with its fallback value or its fallback step's output (and the fallback step's
+/// alias); nothing when no node has one.
+fn fallbacks(
+    graph: &Graph,
+    aliases: &[syn::Ident],
+    input_fields: &[syn::Ident],
+    node_fields: &[syn::Ident],
+    private: &TokenStream,
+) -> (TokenStream, Vec<TokenStream>) {
+    let mut arms = Vec::new();
+    let mut functions = Vec::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if let OnFailure::Step(fallback) = &node.on_failure {
+            let alias = fallback_alias(i);
+            let path = &fallback.step;
+            functions.push(quote!(type #alias = #path;));
+        }
+        let alias = &aliases[i];
+        let value = match &node.on_failure {
+            OnFailure::Value(expr) => {
+                let check = respan(
+                    quote!(#private::fallback::<<#alias as #private::Step>::Output, _>),
+                    expr.span(),
+                );
+                quote!(#check(#expr))
+            }
+            OnFailure::Step(fallback) => {
+                let span = fallback.step.span();
+                let alias = respan(fallback_alias(i).to_token_stream(), span);
+                let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), span);
+                let (reads, args) = call_args(&fallback.args, input_fields, node_fields, private);
+                let output = &aliases[i];
+                let check = respan(
+                    quote!(#private::fallback::<<#output as #private::Step>::Output, _>),
+                    span,
+                );
+                quote_spanned!(span=> {
+                    #(#reads)*
+                    #check(#alias::__wf_call(#ctx_arg, #(#args),*).await?)
+                })
+            }
+            OnFailure::Fail | OnFailure::Skip => continue,
+        };
+        let field = &node_fields[i];
+        let function = format_ident!("__wf_fallback{}", i);
+        functions.push(quote! {
+            fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture {
+                let __wf_run = #private::ArcPtr::clone(run);
+                ::std::boxed::Box::pin(async move {
+                    let __wf_value = #value;
+                    #private::fill(&__wf_run.#field, __wf_value);
+                    ::core::result::Result::Ok(())
+                })
+            }
+        });
+        arms.push(quote!(#i => #function(run),));
+    }
+    if arms.is_empty() {
+        return (TokenStream::new(), functions);
+    }
+    let dispatch = quote! {
+        fn fallback(
+            run: &#private::ArcPtr<__wf_Run>,
+            node: #private::NodeId,
+        ) -> #private::NodeFuture {
+            match node.0 {
+                #(#arms)*
+                _ => ::std::boxed::Box::pin(async {
+                    ::core::result::Result::Err(#private::StepError::msg(
+                        "internal error: this node has no fallback",
+                    ))
+                }),
+            }
+        }
+    };
+    (dispatch, functions)
 }
 
 fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) -> TokenStream {
@@ -470,20 +589,48 @@ fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) ->
             quote!(#private::Source::Node(#private::NodeId(#n)))
         }
     };
-    let nodes = graph.nodes.iter().zip(aliases).map(|(node, alias)| {
+    let nodes = graph.nodes.iter().enumerate().map(|(i, node)| {
         let name = &node.name;
+        let alias = &aliases[i];
         let sources = node.args.iter().filter_map(|arg| arg.source).map(source);
         let deps = node.deps.iter().map(|d| d.0);
         let dependents = node.dependents.iter().map(|d| d.0);
+        // Deps read only with `.ok()`: the node runs when they were skipped.
+        let optional = node.deps.iter().map(|d| d.0).filter(|&dep| {
+            node.args
+                .iter()
+                .chain(node.on_failure.args())
+                .filter(|arg| arg.source == Some(Source::Node(NodeId(dep))))
+                .all(|arg| arg.ok.is_some())
+        });
+        let policy = (!node.policy.is_empty()).then(|| {
+            node.policy
+                .tokens(private, Some(quote!(<#alias as #private::Step>::POLICY)))
+        });
+        let on_failure = match &node.on_failure {
+            OnFailure::Fail => None,
+            OnFailure::Skip => Some(quote!(#private::OnFailure::Skip)),
+            OnFailure::Value(_) => Some(quote!(#private::OnFailure::FallbackValue)),
+            OnFailure::Step(_) => {
+                let fallback = fallback_alias(i);
+                Some(quote!(#private::OnFailure::FallbackStep {
+                    step: <#fallback as #private::Step>::NAME,
+                    policy: <#fallback as #private::Step>::POLICY,
+                }))
+            }
+        };
         node_def(
             private,
             name,
             alias,
-            [
-                quote!(#(#sources),*),
-                quote!(#(#private::NodeId(#deps)),*),
-                quote!(#(#private::NodeId(#dependents)),*),
-            ],
+            NodeWiring {
+                inputs: quote!(#(#sources),*),
+                deps: quote!(#(#private::NodeId(#deps)),*),
+                dependents: quote!(#(#private::NodeId(#dependents)),*),
+                optional: quote!(#(#private::NodeId(#optional)),*),
+                policy,
+                on_failure,
+            },
         )
     });
     let output = graph.output.as_ref().map_or_else(
@@ -522,15 +669,39 @@ pub(crate) fn step_aliases<'a>(
         .unzip()
 }
 
+/// How a node is wired and what overrides its step's policy; all empty for a node of a
+/// state graph (its transitions live in the graph's shape).
+#[derive(Default)]
+pub(crate) struct NodeWiring {
+    /// The contents of `inputs`, `deps`, `dependents` and `optional`.
+    pub(crate) inputs: TokenStream,
+    pub(crate) deps: TokenStream,
+    pub(crate) dependents: TokenStream,
+    pub(crate) optional: TokenStream,
+    /// The node's policy, when `#[node(...)]` overrides its step's.
+    pub(crate) policy: Option<TokenStream>,
+    /// The node's `OnFailure`, when not the default.
+    pub(crate) on_failure: Option<TokenStream>,
+}
+
 /// A node's `NodeDef`; the step's name, output type, policy and subgraph come from its
-/// companion type. `wiring` holds the contents of `inputs`, `deps` and `dependents`.
+/// companion type.
 pub(crate) fn node_def(
     private: &TokenStream,
     name: &str,
     alias: &syn::Ident,
-    wiring: [TokenStream; 3],
+    wiring: NodeWiring,
 ) -> TokenStream {
-    let [inputs, deps, dependents] = wiring;
+    let NodeWiring {
+        inputs,
+        deps,
+        dependents,
+        optional,
+        policy,
+        on_failure,
+    } = wiring;
+    let policy = policy.unwrap_or_else(|| quote!(<#alias as #private::Step>::POLICY));
+    let on_failure = on_failure.unwrap_or_else(|| quote!(#private::OnFailure::Fail));
     quote! {
         #private::NodeDef {
             name: #name,
@@ -539,7 +710,9 @@ pub(crate) fn node_def(
             inputs: &[#inputs],
             deps: &[#deps],
             dependents: &[#dependents],
-            policy: <#alias as #private::Step>::POLICY,
+            policy: #policy,
+            on_failure: #on_failure,
+            optional: &[#optional],
             subgraph: <#alias as #private::Step>::SUBGRAPH,
         }
     }
@@ -588,7 +761,7 @@ fn uses_check(graph: &Graph) -> TokenStream {
     let used = graph
         .nodes
         .iter()
-        .flat_map(|node| &node.args)
+        .flat_map(|node| node.args.iter().chain(node.on_failure.args()))
         .map(|arg| &arg.ident)
         .filter(|ident| !ident.to_string().starts_with('_'))
         .map(|ident| quote!(#private::used(&#ident);));

@@ -8,6 +8,7 @@ mod errors;
 mod expand;
 mod model;
 mod parse;
+mod policy;
 mod state;
 mod step;
 mod tokens;

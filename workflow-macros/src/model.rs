@@ -10,10 +10,22 @@
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::spanned::Spanned as _;
-use syn::{Attribute, Ident, Path, Type, Visibility};
+use syn::{Attribute, Expr, Ident, Path, Type, Visibility};
 
 use crate::errors::{Errors, did_you_mean};
-use crate::parse::{BindingDecl, CallDecl, OutputDecl, WorkflowInput, path_name};
+use crate::parse::{ArgDecl, BindingDecl, CallDecl, OutputDecl, WorkflowInput, path_name};
+use crate::policy::PolicyOptions;
+
+/// The options `#[node(...)]` takes: the policy options, then the failure policies.
+const NODE_OPTIONS: [&str; 7] = [
+    "retries",
+    "backoff",
+    "jitter",
+    "timeout",
+    "on_failure",
+    "fallback",
+    "fallback_step",
+];
 
 /// The index of a node in `Graph::nodes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,7 +66,13 @@ pub(crate) struct Node {
     pub(crate) binding: Option<Ident>,
     pub(crate) step: Path,
     pub(crate) args: Vec<Arg>,
-    /// Distinct upstream nodes, in argument order.
+    /// What `#[node(...)]` overrides of the step's policy.
+    pub(crate) policy: PolicyOptions,
+    /// What happens when the node fails for good.
+    pub(crate) on_failure: OnFailure,
+    /// Whether `#[node(...)]` gave a failure policy (to reject a second one).
+    failure_given: bool,
+    /// Distinct upstream nodes, in argument order (the fallback step's arguments last).
     pub(crate) deps: Vec<NodeId>,
     /// Distinct downstream nodes, in declaration order.
     pub(crate) dependents: Vec<NodeId>,
@@ -62,7 +80,44 @@ pub(crate) struct Node {
 
 pub(crate) struct Arg {
     pub(crate) ident: Ident,
+    /// The `ok` of `ident.ok()`: the argument is an `Option`, `None` when its node was
+    /// skipped.
+    pub(crate) ok: Option<Ident>,
     pub(crate) source: Option<Source>,
+}
+
+/// A node's failure policy, from `#[node(...)]`.
+pub(crate) enum OnFailure {
+    /// The run fails (the default).
+    Fail,
+    /// `on_failure = skip`: the node and what needs it are skipped.
+    Skip,
+    /// `fallback = EXPR`: the node's output is the expression's value.
+    Value(Box<Expr>),
+    /// `fallback_step = step(args)`: the step runs in the node's place.
+    Step(Fallback),
+}
+
+/// A fallback step call.
+pub(crate) struct Fallback {
+    pub(crate) step: Path,
+    /// Resolved like a node's arguments (the call's own arguments until then).
+    pub(crate) args: Vec<Arg>,
+    call: Option<CallDecl>,
+}
+
+impl OnFailure {
+    pub(crate) fn is_skip(&self) -> bool {
+        matches!(self, Self::Skip)
+    }
+
+    /// The fallback step's arguments, if any.
+    pub(crate) fn args(&self) -> &[Arg] {
+        match self {
+            Self::Step(fallback) => &fallback.args,
+            _ => &[],
+        }
+    }
 }
 
 pub(crate) struct Output {
@@ -109,13 +164,17 @@ impl Graph {
                 }
                 BindingDecl::Discard => None,
             };
-            nodes.push(Node::new(binding, decl.call.step.clone()));
+            let mut node = Node::new(binding, decl.call.step.clone());
+            node.options(&decl.attrs, errors);
+            nodes.push(node);
             calls.push(decl.call);
         }
         let mut output_call = None;
         let output_binding = match output {
-            Some(OutputDecl::Call(call)) => {
-                nodes.push(Node::new(None, call.step.clone()));
+            Some(OutputDecl::Call(attrs, call)) => {
+                let mut node = Node::new(None, call.step.clone());
+                node.options(&attrs, errors);
+                nodes.push(node);
                 output_call = Some(call.step.span());
                 calls.push(call);
                 None
@@ -146,19 +205,16 @@ impl Graph {
         }
 
         let scope = Scope::of(&inputs, &nodes, ctx.as_ref().map(|(name, _)| name));
-        let resolve = |ident: &Ident, errors: &mut Errors| scope.resolve(ident, errors);
-        for (index, call) in calls.into_iter().enumerate() {
-            let CallDecl { args, .. } = call;
-            nodes[index].args = args
-                .into_iter()
-                .map(|ident| {
-                    let source = resolve(&ident, errors);
-                    Arg { ident, source }
-                })
-                .collect();
+        for (node, call) in nodes.iter_mut().zip(calls) {
+            node.args = scope.resolve_args(call.args, errors);
+            if let OnFailure::Step(fallback) = &mut node.on_failure
+                && let Some(call) = fallback.call.take()
+            {
+                fallback.args = scope.resolve_args(call.args, errors);
+            }
         }
         let output = match (output_binding, output_call) {
-            (Some(ident), _) => resolve(&ident, errors).map(|source| Output {
+            (Some(ident), _) => scope.resolve(&ident, errors).map(|source| Output {
                 source,
                 span: ident.span(),
             }),
@@ -196,8 +252,96 @@ impl Node {
             binding,
             step,
             args: Vec::new(),
+            policy: PolicyOptions::default(),
+            on_failure: OnFailure::Fail,
+            failure_given: false,
             deps: Vec::new(),
             dependents: Vec::new(),
+        }
+    }
+
+    /// Argument `index`, counting the fallback step's arguments after the node's own.
+    pub(crate) fn arg(&self, index: usize) -> Option<&Arg> {
+        self.args.get(index).or_else(|| {
+            self.on_failure
+                .args()
+                .get(index.checked_sub(self.args.len())?)
+        })
+    }
+
+    /// Reads the node's `#[node(...)]` attributes.
+    fn options(&mut self, attrs: &[Attribute], errors: &mut Errors) {
+        for attr in attrs {
+            if !attr.path().is_ident("node") {
+                errors.push(syn::Error::new_spanned(
+                    attr,
+                    "unknown attribute: a node takes `#[node(...)]`, e.g. `#[node(retries = 5, on_failure = skip)]`",
+                ));
+                continue;
+            }
+            let result = attr.parse_nested_meta(|meta| {
+                let key = meta.path.to_token_stream().to_string();
+                if let Some(seen) = self.policy.seen(&key) {
+                    if seen {
+                        return Err(meta.error(format!("duplicate option `{key}`")));
+                    }
+                    return self.policy.parse(&key, &meta);
+                }
+                let on_failure = match key.as_str() {
+                    "on_failure" => {
+                        let value: Ident = meta.value()?.parse().map_err(|error| {
+                            syn::Error::new(
+                                error.span(),
+                                "expected `skip` or `fail`: `on_failure = skip`",
+                            )
+                        })?;
+                        match value.to_string().as_str() {
+                            "skip" => OnFailure::Skip,
+                            "fail" => OnFailure::Fail,
+                            other => {
+                                return Err(syn::Error::new(
+                                    value.span(),
+                                    format!(
+                                        "unknown failure policy `{other}`; expected `skip` or `fail` (the default); for a fallback, write `fallback = VALUE` or `fallback_step = step(args)`"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    "fallback" => OnFailure::Value(Box::new(meta.value()?.parse()?)),
+                    "fallback_step" => {
+                        let call: CallDecl = meta.value()?.parse()?;
+                        OnFailure::Step(Fallback {
+                            step: call.step.clone(),
+                            args: Vec::new(),
+                            call: Some(call),
+                        })
+                    }
+                    _ => {
+                        let hint = did_you_mean(&key, NODE_OPTIONS);
+                        let hint = if hint.is_empty() {
+                            format!(
+                                "; expected one of {}",
+                                NODE_OPTIONS.map(|o| format!("`{o}`")).join(", ")
+                            )
+                        } else {
+                            hint
+                        };
+                        return Err(meta.error(format!("unknown node option `{key}`{hint}")));
+                    }
+                };
+                if self.failure_given {
+                    return Err(meta.error(
+                        "a node has one failure policy: `on_failure`, `fallback` and `fallback_step` exclude each other; keep one",
+                    ));
+                }
+                self.failure_given = true;
+                self.on_failure = on_failure;
+                Ok(())
+            });
+            if let Err(error) = result {
+                errors.push(error);
+            }
         }
     }
 }
@@ -221,6 +365,19 @@ impl<'a> Scope<'a> {
             }))
             .collect();
         Self { names, ctx }
+    }
+
+    fn resolve_args(
+        &self,
+        args: syn::punctuated::Punctuated<ArgDecl, syn::Token![,]>,
+        errors: &mut Errors,
+    ) -> Vec<Arg> {
+        args.into_iter()
+            .map(|ArgDecl { ident, ok }| {
+                let source = self.resolve(&ident, errors);
+                Arg { ident, ok, source }
+            })
+            .collect()
     }
 
     fn resolve(&self, ident: &Ident, errors: &mut Errors) -> Option<Source> {
@@ -247,7 +404,8 @@ impl<'a> Scope<'a> {
 fn link(nodes: &mut [Node]) {
     for index in 0..nodes.len() {
         let mut deps = Vec::new();
-        for arg in &nodes[index].args {
+        let node = &nodes[index];
+        for arg in node.args.iter().chain(node.on_failure.args()) {
             if let Some(Source::Node(dep)) = arg.source
                 && !deps.contains(&dep)
             {

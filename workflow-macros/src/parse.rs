@@ -5,12 +5,13 @@
 //! workflow! {
 //!     #[attributes]*                       // doc comments, #[workflow(crate = "path")]
 //!     VIS NAME ( [ctx: CTX,] (INPUT: TYPE),* ) -> OUTPUT {
-//!         (let BINDING = STEP_PATH(ARG, ...);)*   // BINDING is a name or `_`
-//!         STEP_PATH(ARG, ...) | BINDING           // the output, without `;`
+//!         ([#[node(OPTIONS)]] let BINDING = STEP_PATH(ARG, ...);)*   // BINDING: a name or `_`
+//!         [#[node(OPTIONS)]] STEP_PATH(ARG, ...) | BINDING           // the output, no `;`
 //!     }
 //! }
 //! ```
 //!
+//! `ARG` is a binding or input, or `binding.ok()`. `OPTIONS` are read by `model`.
 //!
 //! A state graph takes its state as `&mut`, has no output type (its output is the final
 //! state), and its body is edges and routes:
@@ -112,8 +113,9 @@ pub(crate) struct ParamDecl {
     pub(crate) ty: Type,
 }
 
-/// `let binding = step(args);`
+/// `[#[node(...)]] let binding = step(args);`
 pub(crate) struct LetDecl {
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) binding: BindingDecl,
     pub(crate) call: CallDecl,
 }
@@ -129,13 +131,21 @@ pub(crate) enum BindingDecl {
 /// `step_path(arg, ...)`
 pub(crate) struct CallDecl {
     pub(crate) step: Path,
-    pub(crate) args: Punctuated<Ident, Token![,]>,
+    pub(crate) args: Punctuated<ArgDecl, Token![,]>,
+}
+
+/// An argument: a binding or workflow input, read as it is or, with `.ok()`, as an
+/// `Option` that is `None` when its node was skipped.
+pub(crate) struct ArgDecl {
+    pub(crate) ident: Ident,
+    /// The `ok` of `.ok()`.
+    pub(crate) ok: Option<Ident>,
 }
 
 /// The workflow's final expression.
 pub(crate) enum OutputDecl {
-    /// A step call whose output is the workflow's.
-    Call(CallDecl),
+    /// A step call whose output is the workflow's, with its `#[node(...)]` attributes.
+    Call(Vec<Attribute>, CallDecl),
     /// A binding whose value is the workflow's output.
     Binding(Ident),
 }
@@ -217,8 +227,11 @@ fn dataflow_body(body: ParseStream<'_>) -> syn::Result<(Vec<LetDecl>, Option<Out
     let mut lets = Vec::new();
     let mut output = None;
     while !body.is_empty() {
+        let attrs = body.call(Attribute::parse_outer)?;
         if body.peek(Token![let]) {
-            lets.push(body.parse()?);
+            let mut decl: LetDecl = body.parse()?;
+            decl.attrs = attrs;
+            lets.push(decl);
             continue;
         }
         if body.peek(Ident) && (body.peek2(Token![->]) || body.peek2(Token![=>])) {
@@ -226,7 +239,20 @@ fn dataflow_body(body: ParseStream<'_>) -> syn::Result<(Vec<LetDecl>, Option<Out
                 "edges and routes belong to state graphs: take the state as a parameter `state: &mut State`; a dataflow workflow wires steps with `let x = step(args);`",
             ));
         }
-        output = Some(body.parse()?);
+        output = Some(match body.parse()? {
+            OutputDecl::Call(_, call) => OutputDecl::Call(attrs, call),
+            OutputDecl::Binding(ident) => {
+                if let Some(attr) = attrs.first() {
+                    return Err(syn::Error::new_spanned(
+                        attr,
+                        format!(
+                            "`#[node(...)]` goes on a step call, and `{ident}` is a binding: put it on the `let` that binds `{ident}`"
+                        ),
+                    ));
+                }
+                OutputDecl::Binding(ident)
+            }
+        });
         if body.peek(Token![;]) {
             let semi: Token![;] = body.parse()?;
             return Err(syn::Error::new(
@@ -369,7 +395,11 @@ impl Parse for LetDecl {
             return Err(input.error("expected `;` after the step call"));
         }
         input.parse::<Token![;]>()?;
-        Ok(Self { binding, call })
+        Ok(Self {
+            attrs: Vec::new(),
+            binding,
+            call,
+        })
     }
 }
 
@@ -386,18 +416,44 @@ impl Parse for CallDecl {
         }
         let content;
         parenthesized!(content in input);
-        let args = content.parse_terminated(
-            |arg| {
-                arg.parse::<Ident>().map_err(|error| {
-                    syn::Error::new(
-                        error.span(),
-                        "expected the name of a binding or of a workflow input",
-                    )
-                })
-            },
-            Token![,],
-        )?;
+        let args = content.parse_terminated(ArgDecl::parse, Token![,])?;
         Ok(Self { step, args })
+    }
+}
+
+impl Parse for ArgDecl {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let ident: Ident = input.parse().map_err(|error| {
+            syn::Error::new(
+                error.span(),
+                "expected the name of a binding or of a workflow input",
+            )
+        })?;
+        if !input.peek(Token![.]) {
+            return Ok(Self { ident, ok: None });
+        }
+        input.parse::<Token![.]>()?;
+        let method: Ident = input.parse()?;
+        let content;
+        let paren = parenthesized!(content in input);
+        if method != "ok" {
+            return Err(syn::Error::new(
+                method.span(),
+                format!(
+                    "`.{method}()` is not available here: an argument is a binding as it is, or `{ident}.ok()` to read a node that may be skipped as an `Option`"
+                ),
+            ));
+        }
+        if !content.is_empty() {
+            return Err(syn::Error::new(
+                paren.span.join(),
+                "`.ok()` takes no arguments",
+            ));
+        }
+        Ok(Self {
+            ident,
+            ok: Some(method),
+        })
     }
 }
 
@@ -407,7 +463,7 @@ impl Parse for OutputDecl {
             return Ok(Self::Binding(input.parse()?));
         }
         if input.peek(Ident) || input.peek(Token![::]) {
-            return Ok(Self::Call(input.parse()?));
+            return Ok(Self::Call(Vec::new(), input.parse()?));
         }
         Err(input.error(
             "expected the workflow's output: a binding or a step call, e.g. `publish(checked)`",

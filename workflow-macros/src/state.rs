@@ -15,7 +15,7 @@ use syn::{Attribute, Ident, Pat, Path, Type, Visibility};
 
 use crate::errors::{Errors, did_you_mean};
 use crate::expand::{
-    Header, Surface, doc_string, node_def, step_aliases, stub_type, workflow_type,
+    Header, NodeWiring, Surface, doc_string, node_def, step_aliases, stub_type, workflow_type,
 };
 use crate::model::{crate_override, is_context_name};
 use crate::parse::{RouteDecl, StateGraphInput, StmtDecl, path_name};
@@ -740,7 +740,7 @@ fn graph_static(graph: &StateGraph, aliases: &[Ident], private: &TokenStream) ->
         .nodes
         .iter()
         .zip(aliases)
-        .map(|(node, alias)| node_def(private, &node.name, alias, Default::default()));
+        .map(|(node, alias)| node_def(private, &node.name, alias, NodeWiring::default()));
     let target = |target: Target| match target {
         Target::Node(node) => quote!(#private::Target::Node(#private::NodeId(#node))),
         Target::End => quote!(#private::Target::End),

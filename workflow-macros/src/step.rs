@@ -10,10 +10,11 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned as _;
-use syn::{FnArg, GenericParam, Item, ItemFn, LitInt, LitStr, Pat, Path, ReturnType, Type};
+use syn::{FnArg, GenericParam, Item, ItemFn, LitStr, Pat, Path, ReturnType, Type};
 
 use crate::errors::{Errors, did_you_mean};
 use crate::model::is_context_name;
+use crate::policy::PolicyOptions;
 use crate::tokens::{respan, type_string};
 
 const OPTIONS: [&str; 6] = ["retries", "backoff", "jitter", "timeout", "name", "crate"];
@@ -21,11 +22,7 @@ const OPTIONS: [&str; 6] = ["retries", "backoff", "jitter", "timeout", "name", "
 /// `#[step(...)]` options.
 #[derive(Default)]
 struct StepOptions {
-    retries: Option<u32>,
-    backoff: Option<(u128, u128)>,
-    /// `true` for full jitter (the default), `false` for none.
-    jitter: Option<bool>,
-    timeout: Option<u128>,
+    policy: PolicyOptions,
     name: Option<String>,
     krate: Option<Path>,
 }
@@ -69,79 +66,28 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
     let parser = syn::meta::parser(|meta| {
         let key = meta.path.to_token_stream().to_string();
         let seen = match key.as_str() {
-            "retries" => options.retries.is_some(),
-            "backoff" => options.backoff.is_some(),
-            "jitter" => options.jitter.is_some(),
-            "timeout" => options.timeout.is_some(),
             "name" => options.name.is_some(),
             "crate" => options.krate.is_some(),
-            _ => {
-                let hint = did_you_mean(&key, OPTIONS);
-                let hint = if hint.is_empty() {
-                    format!(
-                        "; expected one of {}",
-                        OPTIONS.map(|o| format!("`{o}`")).join(", ")
-                    )
-                } else {
-                    hint
+            key => {
+                let Some(seen) = options.policy.seen(key) else {
+                    let hint = did_you_mean(key, OPTIONS);
+                    let hint = if hint.is_empty() {
+                        format!(
+                            "; expected one of {}",
+                            OPTIONS.map(|o| format!("`{o}`")).join(", ")
+                        )
+                    } else {
+                        hint
+                    };
+                    return Err(meta.error(format!("unknown option `{key}`{hint}")));
                 };
-                return Err(meta.error(format!("unknown option `{key}`{hint}")));
+                seen
             }
         };
         if seen {
             return Err(meta.error(format!("duplicate option `{key}`")));
         }
         match key.as_str() {
-            "retries" => {
-                let value = meta.value()?;
-                // With no value, syn's span would be the call site: point at the option.
-                let span = if value.is_empty() {
-                    meta.path.span()
-                } else {
-                    value.span()
-                };
-                let lit: LitInt = value.parse().map_err(|_| {
-                    syn::Error::new(span, "`retries` takes a whole number, e.g. `retries = 3`")
-                })?;
-                let retries = lit.base10_parse::<u32>().map_err(|_| {
-                    syn::Error::new(
-                        lit.span(),
-                        format!("`retries` must be a whole number from 0 to {}", u32::MAX),
-                    )
-                })?;
-                options.retries = Some(retries);
-            }
-            "backoff" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                options.backoff = Some(parse_backoff(&lit)?);
-            }
-            "jitter" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                options.jitter = Some(match lit.value().as_str() {
-                    "full" => true,
-                    "none" => false,
-                    other => {
-                        return Err(syn::Error::new(
-                            lit.span(),
-                            format!(
-                                "unknown jitter `{other}`; expected `\"full\"` (the default) or `\"none\"`"
-                            ),
-                        ));
-                    }
-                });
-            }
-            "timeout" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                let nanos = parse_duration(&lit.value())
-                    .map_err(|message| syn::Error::new(lit.span(), message))?;
-                if nanos == 0 {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        "`timeout` must be greater than zero",
-                    ));
-                }
-                options.timeout = Some(nanos);
-            }
             "name" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 if lit.value().trim().is_empty() {
@@ -152,10 +98,11 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
                 }
                 options.name = Some(lit.value());
             }
-            _ => {
+            "crate" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 options.krate = Some(lit.parse()?);
             }
+            key => options.policy.parse(key, &meta)?,
         }
         Ok(())
     });
@@ -163,78 +110,6 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
         errors.push(error);
     }
     options
-}
-
-/// `"100ms..10s"` into nanoseconds.
-fn parse_backoff(lit: &LitStr) -> syn::Result<(u128, u128)> {
-    let value = lit.value();
-    let Some((min, max)) = value.split_once("..") else {
-        return Err(syn::Error::new(
-            lit.span(),
-            format!("invalid backoff `{value}`: expected `MIN..MAX`, e.g. `\"100ms..10s\"`"),
-        ));
-    };
-    let min = parse_duration(min).map_err(|m| syn::Error::new(lit.span(), m))?;
-    let max = parse_duration(max).map_err(|m| syn::Error::new(lit.span(), m))?;
-    if min == 0 {
-        return Err(syn::Error::new(
-            lit.span(),
-            "the backoff's first delay must be greater than zero",
-        ));
-    }
-    if min > max {
-        return Err(syn::Error::new(
-            lit.span(),
-            format!("invalid backoff `{value}`: the first delay is longer than the longest"),
-        ));
-    }
-    Ok((min, max))
-}
-
-/// `"1.5s"` into nanoseconds: a number (decimals allowed) and a unit.
-pub(crate) fn parse_duration(text: &str) -> Result<u128, String> {
-    let invalid = || {
-        format!(
-            "invalid duration `{text}`: expected a number and a unit (`ns`, `us`, `ms`, `s`, `m`, `h`), e.g. `\"30s\"` or `\"1.5s\"`"
-        )
-    };
-    let text_trimmed = text.trim();
-    let split = text_trimmed
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(invalid)?;
-    let (number, unit) = text_trimmed.split_at(split);
-    let unit_nanos: u128 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        _ => return Err(invalid()),
-    };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
-        return Err(invalid());
-    }
-    let whole: u128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| invalid())?
-    };
-    let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(invalid)?;
-    let mut scale = unit_nanos;
-    let too_long = || format!("duration `{text}` is too long");
-    for digit in fraction.chars() {
-        scale /= 10;
-        let digit = u128::from(digit.to_digit(10).ok_or_else(invalid)?);
-        // A whole part near `u128::MAX` must not overflow here (a panic in the macro).
-        nanos = nanos.checked_add(digit * scale).ok_or_else(too_long)?;
-    }
-    // Durations are stored as `u64` nanoseconds (over 580 years).
-    if nanos > u128::from(u64::MAX) {
-        return Err(too_long());
-    }
-    Ok(nanos)
 }
 
 /// What the item is, for the "not a function" error, and the span of its keyword.
@@ -413,7 +288,7 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
     let vis = &func.vis;
     let step_name = options.name.clone().unwrap_or_else(|| name.to_string());
     let output_type_name = type_string(&output_ty);
-    let policy = policy(options, &private);
+    let policy = options.policy.tokens(&private, None);
     let lifetimes = sig.generics.params.iter();
     let (ctx_generic, ctx_param_ty, ctx_arg) = match &ctx_ty {
         Some(ty) => (
@@ -487,7 +362,7 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
         quote! {
             impl #name {
                 #[doc(hidden)]
-                #[allow(clippy::ptr_arg, clippy::needless_lifetimes, clippy::trivially_copy_pass_by_ref)]
+                #[allow(clippy::ptr_arg, clippy::needless_lifetimes, clippy::trivially_copy_pass_by_ref, clippy::ref_option_ref)]
                 #vis async fn __wf_call<#(#lifetimes,)* #ctx_generic>(
                     __wf_ctx: &#private::ArcPtr<#ctx_param_ty>,
                     #(#param_decls),*
@@ -531,62 +406,4 @@ fn result_ok_type(ty: &Type) -> Option<&Type> {
         syn::GenericArgument::Type(ty) => Some(ty),
         _ => None,
     })
-}
-
-fn policy(options: &StepOptions, private: &TokenStream) -> TokenStream {
-    let retries = options.retries.unwrap_or(0);
-    let backoff = options.backoff.map_or_else(
-        || quote!(#private::Backoff::DEFAULT),
-        |(min, max)| {
-            let (min, max) = (nanos(min), nanos(max));
-            quote!(#private::Backoff {
-                min: ::core::time::Duration::from_nanos(#min),
-                max: ::core::time::Duration::from_nanos(#max),
-            })
-        },
-    );
-    let timeout = options.timeout.map_or_else(
-        || quote!(::core::option::Option::None),
-        |t| {
-            let t = nanos(t);
-            quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#t)))
-        },
-    );
-    let jitter = if options.jitter.unwrap_or(true) {
-        quote!(#private::Jitter::Full)
-    } else {
-        quote!(#private::Jitter::None)
-    };
-    quote! {
-        #private::Policy {
-            retries: #retries,
-            backoff: #backoff,
-            timeout: #timeout,
-            jitter: #jitter,
-        }
-    }
-}
-
-/// `parse_duration` caps durations at `u64::MAX` nanoseconds.
-fn nanos(value: u128) -> u64 {
-    u64::try_from(value).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("30s"), Ok(30_000_000_000));
-        assert_eq!(parse_duration("1.5s"), Ok(1_500_000_000));
-        assert_eq!(parse_duration("100ms"), Ok(100_000_000));
-        assert_eq!(parse_duration("2m"), Ok(120_000_000_000));
-        assert_eq!(parse_duration("10us"), Ok(10_000));
-        assert!(parse_duration("30").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("1.2.3s").is_err());
-        assert!(parse_duration("99999999999999999999999h").is_err());
-    }
 }

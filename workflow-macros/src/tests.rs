@@ -64,6 +64,19 @@ const CYCLE: &str = r"
     }
 ";
 
+/// Node policies: overrides, skip with a `.ok()` reader, a fallback value and step.
+const POLICIES: &str = r#"
+    Announce(ctx: Ctx, post: Post) -> Sent {
+        #[node(retries = 2, backoff = "1s..10s", jitter = "none", on_failure = skip)]
+        let email = email(post);
+        #[node(timeout = "5s", fallback = Meta::default())]
+        let meta = tag(post);
+        #[node(fallback_step = cached(post, meta))]
+        let page = fetch(post);
+        send(page, meta, email.ok())
+    }
+"#;
+
 const REVIEW_LOOP: &str = "
     /// Reviews until good enough.
     pub CodeReview(ctx: Ctx, review: &mut Review) {
@@ -87,8 +100,9 @@ const ROUTER: &str = "
     }
 ";
 
-const WORKFLOW_SEEDS: [(&str, &str); 6] = [
+const WORKFLOW_SEEDS: [(&str, &str); 7] = [
     ("content pipeline", CONTENT_PIPELINE),
+    ("policies", POLICIES),
     ("diamond", DIAMOND),
     ("paths", PATHS),
     ("cycle", CYCLE),
@@ -689,6 +703,11 @@ fn content_pipeline_expansion() {
 }
 
 #[test]
+fn node_policies_expansion() {
+    insta::assert_snapshot!(expand(tokens(POLICIES)));
+}
+
+#[test]
 fn state_graph_with_route_bound_and_loop_expansion() {
     insta::assert_snapshot!(expand(tokens(REVIEW_LOOP)));
 }
@@ -876,7 +895,7 @@ fn bad_durations_are_errors_not_panics() {
         "1µs".to_owned(),
         String::new(),
     ] {
-        let result = catch_unwind(|| crate::step::parse_duration(&text));
+        let result = catch_unwind(|| crate::policy::parse_duration(&text));
         assert!(result.is_ok(), "parse_duration({text:?}) panicked");
     }
 }
@@ -909,7 +928,7 @@ fn retries_without_a_value_is_reported_at_the_option() {
 fn a_duration_past_u128_is_too_long_not_a_panic() {
     // The most whole hours a u128 of nanoseconds holds, plus almost an hour.
     let text = format!("{}.999999999999h", u128::MAX / 3_600_000_000_000);
-    let result = catch_unwind(|| crate::step::parse_duration(&text));
+    let result = catch_unwind(|| crate::policy::parse_duration(&text));
     assert_eq!(
         result.expect("no panic"),
         Err(format!("duration `{text}` is too long"))

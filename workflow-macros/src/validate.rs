@@ -10,6 +10,87 @@ use crate::model::{Graph, NodeId, Source};
 
 pub(crate) fn check(graph: &Graph, errors: &mut Errors) {
     cycles(graph, errors);
+    if errors.is_empty() {
+        skips(graph, errors);
+    }
+}
+
+/// Follows `on_failure = skip` downstream: a node that reads a node that may be skipped,
+/// without `.ok()`, may be skipped too. Reports `.ok()` on something that is never skipped
+/// (it would always be `Some`), and a workflow output that may be skipped (a run must end
+/// with its output).
+fn skips(graph: &Graph, errors: &mut Errors) {
+    // For each node, the node with `on_failure = skip` that may skip it.
+    let mut cause: Vec<Option<NodeId>> = vec![None; graph.nodes.len()];
+    for id in topological_order(graph) {
+        let node = &graph.nodes[id.0];
+        let mut skipped_by = node.on_failure.is_skip().then_some(id);
+        for arg in node.args.iter().chain(node.on_failure.args()) {
+            let upstream = match arg.source {
+                Some(Source::Node(dep)) => cause[dep.0],
+                _ => None,
+            };
+            match (&arg.ok, upstream) {
+                (Some(ok), None) => {
+                    let what = match arg.source {
+                        Some(Source::Input(_)) => "a workflow input",
+                        _ => "the output of a node that is never skipped",
+                    };
+                    errors.push(syn::Error::new(
+                        ok.span(),
+                        format!(
+                            "`{ident}` is {what}, so `{ident}.ok()` would always be `Some`: pass `{ident}` as it is; `.ok()` is for a node that may be skipped (`#[node(on_failure = skip)]`, or downstream of one)",
+                            ident = arg.ident
+                        ),
+                    ));
+                }
+                (None, Some(by)) => skipped_by = skipped_by.or(Some(by)),
+                _ => {}
+            }
+        }
+        cause[id.0] = skipped_by;
+    }
+    if let Some(output) = &graph.output
+        && let Source::Node(node) = output.source
+        && let Some(by) = cause[node.0]
+    {
+        let by = &graph.nodes[by.0].name;
+        let node = &graph.nodes[node.0].name;
+        let what = if node == by {
+            format!("the workflow's output `{node}` is skipped when it fails (`on_failure = skip`)")
+        } else {
+            format!(
+                "the workflow's output `{node}` is skipped when `{by}` fails (`on_failure = skip` on `{by}`)"
+            )
+        };
+        errors.push(syn::Error::new(
+            output.span,
+            format!(
+                "{what}, but a run must end with its output: give `{by}` a `fallback`, or read it as `{by}.ok()` in a step that can do without it"
+            ),
+        ));
+    }
+}
+
+/// The nodes in an order where each comes after the nodes it depends on (the graph is
+/// acyclic).
+fn topological_order(graph: &Graph) -> Vec<NodeId> {
+    let mut waiting: Vec<usize> = graph.nodes.iter().map(|node| node.deps.len()).collect();
+    let mut order: Vec<NodeId> = (0..graph.nodes.len())
+        .filter(|&i| waiting[i] == 0)
+        .map(NodeId)
+        .collect();
+    let mut next = 0;
+    while let Some(&id) = order.get(next) {
+        next += 1;
+        for &dependent in &graph.nodes[id.0].dependents {
+            waiting[dependent.0] -= 1;
+            if waiting[dependent.0] == 0 {
+                order.push(dependent);
+            }
+        }
+    }
+    order
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -36,8 +117,7 @@ fn cycles(graph: &Graph, errors: &mut Errors) {
         path.push(NodeId(root));
         while let Some((node, next_arg)) = stack.last_mut() {
             let node = *node;
-            let args = &graph.nodes[node.0].args;
-            let Some(arg) = args.get(*next_arg) else {
+            let Some(arg) = graph.nodes[node.0].arg(*next_arg) else {
                 marks[node.0] = Mark::Done;
                 path.pop();
                 stack.pop();

@@ -99,6 +99,22 @@ pub enum EventKind {
         #[serde(rename = "duration_us", with = "micros")]
         duration: Duration,
     },
+    /// A node was skipped: it failed for good and its failure policy says skip, or a node
+    /// it needs was skipped. It has no output.
+    StepSkipped {
+        /// The node's name.
+        node: Cow<'static, str>,
+        /// The node whose failure caused the skip (this node itself when it failed).
+        cause: Cow<'static, str>,
+    },
+    /// A node failed for good and its fallback takes over: the fallback value becomes its
+    /// output, or the fallback step runs (its attempts continue the node's numbering).
+    FallbackUsed {
+        /// The node's name.
+        node: Cow<'static, str>,
+        /// The fallback step, or `None` for a fallback value.
+        step: Option<Cow<'static, str>>,
+    },
     /// A route chose where a state graph goes next.
     Routed {
         /// The node whose return value was matched.
@@ -168,6 +184,8 @@ impl EventKind {
             | Self::StepSucceeded { node, .. }
             | Self::StepRetrying { node, .. }
             | Self::StepFailed { node, .. }
+            | Self::StepSkipped { node, .. }
+            | Self::FallbackUsed { node, .. }
             | Self::Routed { node, .. }
             | Self::LoopBoundHit { node, .. }
             | Self::Nested { node, .. } => Some(node),

@@ -6,7 +6,7 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::policy::Policy;
+use crate::policy::{OnFailure, Policy};
 
 /// The index of a node in its workflow's [`Graph::nodes`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -54,8 +54,13 @@ pub struct NodeDef {
     pub deps: &'static [NodeId],
     /// The nodes that wait for this one.
     pub dependents: &'static [NodeId],
-    /// The node's policy.
+    /// The node's policy: its step's, with what `#[node(...)]` overrides.
     pub policy: Policy,
+    /// What happens when the node fails for good.
+    pub on_failure: OnFailure,
+    /// The nodes this one reads with `.ok()` only: it runs even when they were skipped
+    /// (and gets `None` for them).
+    pub optional: &'static [NodeId],
     /// When the node runs a workflow of its own (a subworkflow), that workflow's graph.
     pub subgraph: Option<&'static Graph>,
 }

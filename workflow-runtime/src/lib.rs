@@ -23,7 +23,7 @@ pub use graph::{
     Arm, Bound, Edge, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
     Transition,
 };
-pub use policy::{Backoff, Jitter, Policy};
+pub use policy::{Backoff, Jitter, OnFailure, Policy};
 pub use report::{Progress, RunSummary, StepOutcome, StepSummary, human};
 pub use run::{Canceller, DEFAULT_MAX_STEPS, Parallelism, RunError, RunHandle, RunId, RunOptions};
 pub use step::{BoxError, ErrorKind, IntoStepError, Step, StepError, StepOutput};

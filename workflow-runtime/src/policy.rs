@@ -33,6 +33,63 @@ pub struct Policy {
     pub jitter: Jitter,
 }
 
+/// What happens when a node of a dataflow workflow fails for good (its last attempt
+/// failed, or its error was permanent). Declared per node in `workflow!`:
+///
+/// ```
+/// use workflow::prelude::*;
+/// use workflow::OnFailure;
+///
+/// #[step]
+/// fn fetch(url: &String) -> Result<String, StepError> {
+///     Err(StepError::msg(format!("{url} is down")))
+/// }
+/// #[step]
+/// fn offline_copy(url: &String) -> String {
+///     format!("(cached copy of {url})")
+/// }
+/// #[step]
+/// fn length(page: &String) -> usize {
+///     page.len()
+/// }
+///
+/// workflow! {
+///     /// Falls back to a cached copy when the page is down.
+///     pub PageLength(url: String) -> usize {
+///         #[node(retries = 2, fallback_step = offline_copy(url))]
+///         let page = fetch(url);
+///         length(page)
+///     }
+/// }
+///
+/// let page = &PageLength::graph().nodes[0];
+/// assert_eq!(page.policy.retries, 2);
+/// assert!(matches!(page.on_failure, OnFailure::FallbackStep { step: "offline_copy", .. }));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The run fails, and the steps still running are cancelled. The default.
+    #[default]
+    Fail,
+    /// The node is skipped, and so is every node downstream of it, except a node that reads
+    /// it as `binding.ok()` (it gets `None`). Skipped nodes have no output; the run goes on
+    /// and reports them (`step_skipped` events, [`RunSummary`](crate::RunSummary)).
+    /// `#[node(on_failure = skip)]`.
+    Skip,
+    /// The node's output is the value `workflow!` gives:
+    /// `#[node(fallback = Meta::default())]`.
+    FallbackValue,
+    /// Another step runs in its place, with its own policy:
+    /// `#[node(fallback_step = cached(url))]`.
+    FallbackStep {
+        /// The fallback step's name.
+        step: &'static str,
+        /// Its policy.
+        policy: Policy,
+    },
+}
+
 /// How the delay before a retry is randomised, so that many clients failing at once do not
 /// retry in lockstep.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

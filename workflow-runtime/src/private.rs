@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 pub use crate::graph::{
     Arm, Bound, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
 };
-pub use crate::policy::{Backoff, Jitter, Policy};
+pub use crate::policy::{Backoff, Jitter, OnFailure, Policy};
 pub use crate::run::{RunError, RunHandle, RunOptions};
 pub use crate::step::{IntoStepError, Step, StepError, StepOutput};
 pub use crate::workflow::{SubContext, Workflow};
@@ -35,6 +35,15 @@ pub trait Compiled: Workflow {
 
     /// Takes the output from a run whose nodes all succeeded.
     fn output(run: Self::Run) -> Option<Self::Output>;
+
+    /// One attempt of `node`'s fallback (its fallback value, or its fallback step), filling
+    /// its slot; for a node without one, an error.
+    fn fallback(run: &Arc<Self::Run>, node: NodeId) -> NodeFuture {
+        let _ = (run, node);
+        Box::pin(std::future::ready(Err(Error::msg(
+            "internal error: this node has no fallback",
+        ))))
+    }
 }
 
 /// The future of one attempt of one node of a state graph: the state goes in, and comes
@@ -133,6 +142,34 @@ pub fn input<T>(slot: &Slot<T>) -> Result<&T, Error> {
         .ok_or_else(|| Error::msg("internal error: a step started before its input existed"))
 }
 
+/// Reads an input that a node reads with `.ok()`: `None` when its node was skipped.
+pub fn maybe<'a, T, O: FromMaybe<'a, T>>(slot: &'a Slot<T>) -> O {
+    O::from_maybe(slot.get())
+}
+
+/// What a step parameter fed by `binding.ok()` may be: `Option<&T>` or `Option<T>`.
+#[diagnostic::on_unimplemented(
+    message = "`.ok()` reads the node's output `{T}` as an `Option`, but this parameter is `{Self}`",
+    label = "this parameter must be `Option<&{T}>` or `Option<{T}>`",
+    note = "change the step's parameter to `Option<&{T}>`, or pass the binding without `.ok()`"
+)]
+pub trait FromMaybe<'a, T>: Sized {
+    /// The parameter's value.
+    fn from_maybe(value: Option<&'a T>) -> Self;
+}
+
+impl<'a, T> FromMaybe<'a, T> for Option<&'a T> {
+    fn from_maybe(value: Option<&'a T>) -> Self {
+        value
+    }
+}
+
+impl<T: Clone> FromMaybe<'_, T> for Option<T> {
+    fn from_maybe(value: Option<&T>) -> Self {
+        value.cloned()
+    }
+}
+
 /// Stores a node's output. A retried attempt after a success cannot happen, so a second
 /// write is ignored.
 pub fn fill<T>(slot: &Slot<T>, value: T) {
@@ -179,6 +216,28 @@ impl<T> IsOutput<T> for T {
     fn into_output(self) -> T {
         self
     }
+}
+
+/// Checks that a node's fallback (value or step) gives the node's output type.
+#[diagnostic::on_unimplemented(
+    message = "this fallback gives `{Self}`, but the node's step gives `{T}`",
+    label = "expected `{T}` here",
+    note = "a fallback stands in for the node's output: give a value of type `{T}`, or a fallback step that returns `{T}`"
+)]
+pub trait IsFallback<T> {
+    /// The value, as the node's output.
+    fn into_fallback(self) -> T;
+}
+
+impl<T> IsFallback<T> for T {
+    fn into_fallback(self) -> T {
+        self
+    }
+}
+
+/// Converts a fallback into the node's output type.
+pub fn fallback<O, T: IsFallback<O>>(value: T) -> O {
+    value.into_fallback()
 }
 
 /// Converts the last expression of a workflow into its declared output type.

@@ -105,6 +105,17 @@ fn describe(kind: &EventKind, count: &str) -> String {
             human(*delay)
         ),
         EventKind::StepFailed { node, error, .. } => format!("FAILED {node}: {error}"),
+        EventKind::StepSkipped { node, cause } if node == cause => {
+            format!("-- {node} skipped (its failure policy skips it)")
+        }
+        EventKind::StepSkipped { node, cause } => format!("-- {node} skipped ({cause} was)"),
+        EventKind::FallbackUsed { node, step: None } => {
+            format!("<- {node}: using its fallback value")
+        }
+        EventKind::FallbackUsed {
+            node,
+            step: Some(step),
+        } => format!("<- {node}: running its fallback step {step}"),
         EventKind::Routed { node, arm, to } => format!("   {node} -> {to} ({arm})"),
         EventKind::LoopBoundHit { node, max, arm, to } => {
             format!("   {node} -> {to}: loop bound hit after {max} rounds ({arm} would loop again)")
@@ -136,8 +147,12 @@ pub fn human(duration: Duration) -> String {
 pub enum StepOutcome {
     /// It produced its output.
     Succeeded,
+    /// It failed for good, and its fallback gave its output.
+    Fallback,
     /// It failed for good.
     Failed,
+    /// It was skipped: it failed and its policy skips it, or a node it needs was skipped.
+    Skipped,
     /// It started but did not finish (the run failed or was cancelled meanwhile).
     Interrupted,
     /// It never started.
@@ -189,6 +204,7 @@ impl RunSummary {
             })
             .collect();
         let mut started_at = vec![Duration::ZERO; graph.nodes.len()];
+        let mut fell_back = vec![false; graph.nodes.len()];
         let mut first_run: Vec<NodeId> = Vec::new();
         let mut wall_time = Duration::ZERO;
         for event in events {
@@ -208,9 +224,26 @@ impl RunSummary {
                     step.attempts += 1;
                     step.outcome = StepOutcome::Interrupted;
                 }
+                // A fallback step's success ends the node's one run (the step it replaced
+                // already counted up to its failure).
+                EventKind::StepSucceeded { .. } if fell_back[id.0] => {
+                    step.duration = event.at.saturating_sub(started_at[id.0]);
+                    step.outcome = StepOutcome::Fallback;
+                }
                 EventKind::StepSucceeded { .. } => {
                     step.duration += event.at.saturating_sub(started_at[id.0]);
                     step.outcome = StepOutcome::Succeeded;
+                }
+                EventKind::FallbackUsed { step: fallback, .. } => {
+                    fell_back[id.0] = true;
+                    if fallback.is_none() {
+                        step.outcome = StepOutcome::Fallback;
+                    }
+                }
+                EventKind::StepSkipped { .. } => step.outcome = StepOutcome::Skipped,
+                EventKind::StepFailed { .. } if fell_back[id.0] => {
+                    step.duration = event.at.saturating_sub(started_at[id.0]);
+                    step.outcome = StepOutcome::Failed;
                 }
                 EventKind::StepFailed { .. } => {
                     step.duration += event.at.saturating_sub(started_at[id.0]);
@@ -278,7 +311,9 @@ impl fmt::Display for RunSummary {
         for step in &self.steps {
             let outcome = match step.outcome {
                 StepOutcome::Succeeded => "succeeded",
+                StepOutcome::Fallback => "fallback",
                 StepOutcome::Failed => "failed",
+                StepOutcome::Skipped => "skipped",
                 StepOutcome::Interrupted => "interrupted",
                 StepOutcome::NotRun => "not run",
             };

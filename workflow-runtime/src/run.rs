@@ -24,6 +24,7 @@ use tracing::Instrument as _;
 
 use crate::events::{EventKind, EventLog, EventStream};
 use crate::graph::{Graph, Next, NodeDef, NodeId, Target};
+use crate::policy::{OnFailure, Policy};
 use crate::private::{Compiled, CompiledStateGraph, StateFuture};
 use crate::step::StepError;
 
@@ -543,7 +544,20 @@ impl Deadline {
     }
 }
 
-type Completion = (NodeId, Result<(), StepError>);
+/// How a node of a dataflow run ended, as the scheduler learns it.
+type Completion = (NodeId, Result<Finished, Failure>);
+
+/// A node that ended without failing the run.
+enum Finished {
+    /// Its output exists (from the step or its fallback).
+    Done,
+    /// It failed and its policy skips it.
+    Skipped,
+}
+
+/// A node that failed the run: the step that failed (the node's, or its fallback step) and
+/// its error.
+type Failure = (&'static str, StepError);
 
 /// The steps in flight of one run.
 enum InFlight<F> {
@@ -619,8 +633,7 @@ async fn drive_graph<W: Compiled>(
     log.emit(EventKind::RunStarted {
         workflow: graph.name.into(),
     });
-    let mut waiting_for: Vec<usize> = graph.nodes.iter().map(|n| n.deps.len()).collect();
-    let mut ready: VecDeque<NodeId> = graph.roots().collect();
+    let mut nodes = Readiness::new(graph);
     let limit = options
         .max_concurrency
         .map_or(usize::MAX, NonZeroUsize::get);
@@ -629,7 +642,9 @@ async fn drive_graph<W: Compiled>(
     let mut deadline = Deadline::new(options.deadline);
     loop {
         while in_flight.len() < limit {
-            let Some(node) = ready.pop_front() else { break };
+            let Some(node) = nodes.ready.pop_front() else {
+                break;
+            };
             in_flight.push(node_attempts::<W>(
                 Arc::clone(&run),
                 graph,
@@ -660,23 +675,19 @@ async fn drive_graph<W: Compiled>(
             completion = in_flight.next() => completion,
         };
         let failure = match completion {
-            Some(Ok((node, Ok(())))) => {
-                for &dependent in graph.node(node).dependents {
-                    waiting_for[dependent.0] -= 1;
-                    if waiting_for[dependent.0] == 0 {
-                        ready.push_back(dependent);
-                    }
-                }
+            Some(Ok((node, Ok(Finished::Done)))) => {
+                nodes.done(node);
                 continue;
             }
-            Some(Ok((node, Err(source)))) => {
-                let def = graph.node(node);
-                RunError::Step {
-                    node: def.name,
-                    step: def.step,
-                    source,
-                }
+            Some(Ok((node, Ok(Finished::Skipped)))) => {
+                nodes.skip(node, &log);
+                continue;
             }
+            Some(Ok((node, Err((step, source))))) => RunError::Step {
+                node: graph.node(node).name,
+                step,
+                source,
+            },
             Some(Err(error)) => error,
             None => RunError::Internal("no step in flight".to_owned()),
         };
@@ -709,7 +720,74 @@ async fn drive_graph<W: Compiled>(
     Ok(output)
 }
 
-/// Runs one node of a dataflow workflow.
+/// Which nodes of a dataflow run may start: how many inputs each one still waits for, and
+/// which were skipped.
+struct Readiness {
+    graph: &'static Graph,
+    waiting_for: Vec<usize>,
+    skipped: Vec<bool>,
+    /// Nodes whose inputs all exist, in the order they became ready.
+    ready: VecDeque<NodeId>,
+}
+
+impl Readiness {
+    fn new(graph: &'static Graph) -> Self {
+        Self {
+            graph,
+            waiting_for: graph.nodes.iter().map(|n| n.deps.len()).collect(),
+            skipped: vec![false; graph.nodes.len()],
+            ready: graph.roots().collect(),
+        }
+    }
+
+    /// `node`'s output exists: its dependents stop waiting for it.
+    fn done(&mut self, node: NodeId) {
+        for &dependent in self.graph.node(node).dependents {
+            self.arrived(dependent);
+        }
+    }
+
+    fn arrived(&mut self, node: NodeId) {
+        self.waiting_for[node.0] -= 1;
+        if self.waiting_for[node.0] == 0 && !self.skipped[node.0] {
+            self.ready.push_back(node);
+        }
+    }
+
+    /// Skips `node` (whose policy skipped it) and every node downstream of it that needs
+    /// its output, emitting a `step_skipped` event for each; a node that reads a skipped
+    /// node with `.ok()` only stops waiting for it.
+    fn skip(&mut self, node: NodeId, log: &EventLog) {
+        let cause = self.graph.node(node).name;
+        let mut pending = VecDeque::from([node]);
+        self.skipped[node.0] = true;
+        log.emit(EventKind::StepSkipped {
+            node: cause.into(),
+            cause: cause.into(),
+        });
+        while let Some(gone) = pending.pop_front() {
+            for &dependent in self.graph.node(gone).dependents {
+                if self.skipped[dependent.0] {
+                    continue;
+                }
+                let def = self.graph.node(dependent);
+                if def.optional.contains(&gone) {
+                    self.arrived(dependent);
+                } else {
+                    self.skipped[dependent.0] = true;
+                    log.emit(EventKind::StepSkipped {
+                        node: def.name.into(),
+                        cause: cause.into(),
+                    });
+                    pending.push_back(dependent);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one node of a dataflow workflow: its attempts, then, if they fail, what its
+/// failure policy says.
 async fn node_attempts<W: Compiled>(
     run: Arc<W::Run>,
     graph: &'static Graph,
@@ -717,9 +795,45 @@ async fn node_attempts<W: Compiled>(
     log: Arc<EventLog>,
     seed: u64,
 ) -> Completion {
+    let def = graph.node(node);
     let jitter = (seed, node.0 as u64);
-    let result = attempts(graph.node(node), &log, jitter, |_| W::node(&run, node)).await;
-    (node, result)
+    let (result, made) = attempts(Attempts::of(def), &log, jitter, |_| W::node(&run, node)).await;
+    let Err(error) = result else {
+        return (node, Ok(Finished::Done));
+    };
+    let outcome = match def.on_failure {
+        OnFailure::Fail => Err((def.step, error)),
+        OnFailure::Skip => Ok(Finished::Skipped),
+        OnFailure::FallbackValue => {
+            log.emit(EventKind::FallbackUsed {
+                node: def.name.into(),
+                step: None,
+            });
+            W::fallback(&run, node)
+                .await
+                .map(|()| Finished::Done)
+                .map_err(|error| (def.step, error))
+        }
+        OnFailure::FallbackStep { step, policy } => {
+            log.emit(EventKind::FallbackUsed {
+                node: def.name.into(),
+                step: Some(step.into()),
+            });
+            let fallback = Attempts {
+                node: def.name,
+                step,
+                policy,
+                before: made,
+            };
+            // A salt of its own, so the fallback's delays do not repeat the node's.
+            let jitter = (seed, jitter.1 | 1 << 63);
+            let (result, _) = attempts(fallback, &log, jitter, |_| W::fallback(&run, node)).await;
+            result
+                .map(|()| Finished::Done)
+                .map_err(|error| (step, error))
+        }
+    };
+    (node, outcome)
 }
 
 /// The random draw for the delay after attempt `attempt`: a function of the run's seed,
@@ -731,36 +845,65 @@ fn draw((seed, salt): (u64, u64), attempt: u32) -> u64 {
     fastrand::Rng::with_seed(mixed).u64(..)
 }
 
-/// Runs the attempts of one node, with the node's timeout and retries, each in a `tracing`
-/// span; `attempt` makes the future of attempt number `n` (from 1).
+/// Whose attempts [`attempts`] runs: a node's step, or its fallback step.
+#[derive(Clone, Copy)]
+struct Attempts {
+    node: &'static str,
+    step: &'static str,
+    policy: Policy,
+    /// Attempts of the node made before these (by the step a fallback replaces): events
+    /// number attempts per node.
+    before: u32,
+}
+
+impl Attempts {
+    fn of(def: &'static NodeDef) -> Self {
+        Self {
+            node: def.name,
+            step: def.step,
+            policy: def.policy,
+            before: 0,
+        }
+    }
+}
+
+/// Runs the attempts of one step of a node, with its timeout and retries, each in a
+/// `tracing` span; `attempt_future` makes the future of attempt number `n` (from 1).
+/// Returns the result and how many attempts were made.
 async fn attempts<T, F, Fut>(
-    def: &'static NodeDef,
+    who: Attempts,
     log: &Arc<EventLog>,
     jitter: (u64, u64),
     mut attempt_future: F,
-) -> Result<T, StepError>
+) -> (Result<T, StepError>, u32)
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, StepError>>,
 {
-    let policy = def.policy;
+    let Attempts {
+        node,
+        step,
+        policy,
+        before,
+    } = who;
     let mut attempt = 1;
     loop {
+        let number = before + attempt;
         let span = tracing::info_span!(
             "workflow.step",
-            node = def.name,
-            step = def.step,
-            attempt,
+            node,
+            step,
+            attempt = number,
             outcome = tracing::field::Empty,
         );
         log.emit(EventKind::StepStarted {
-            node: def.name.into(),
-            attempt,
+            node: node.into(),
+            attempt: number,
         });
         let started = Instant::now();
         let scope = StepScope {
             log: Arc::clone(log),
-            node: def.name,
+            node,
         };
         let step = CURRENT_STEP.scope(
             scope,
@@ -792,17 +935,17 @@ where
         match result {
             Ok(value) => {
                 log.emit(EventKind::StepSucceeded {
-                    node: def.name.into(),
-                    attempt,
+                    node: node.into(),
+                    attempt: number,
                     duration,
                 });
-                return Ok(value);
+                return (Ok(value), attempt);
             }
             Err(error) if retry => {
                 let delay = policy.jittered_delay_before(attempt + 1, draw(jitter, attempt));
                 log.emit(EventKind::StepRetrying {
-                    node: def.name.into(),
-                    attempt,
+                    node: node.into(),
+                    attempt: number,
                     error: error.to_string(),
                     delay,
                 });
@@ -811,12 +954,12 @@ where
             }
             Err(error) => {
                 log.emit(EventKind::StepFailed {
-                    node: def.name.into(),
-                    attempt,
+                    node: node.into(),
+                    attempt: number,
                     error: error.to_string(),
                     duration,
                 });
-                return Err(error);
+                return (Err(error), attempt);
             }
         }
     }
@@ -905,7 +1048,7 @@ async fn walk<W: CompiledStateGraph>(
         let retries = node_def.policy.retries;
         let mut kept = Some(state);
         let jitter = (seed, (u64::from(steps) << 32) | node.0 as u64);
-        let result = attempts(node_def, log, jitter, |attempt| {
+        let (result, _) = attempts(Attempts::of(node_def), log, jitter, |attempt| {
             let state = if attempt <= retries {
                 kept.clone()
             } else {
