@@ -7,6 +7,8 @@
 
 mod events;
 mod graph;
+#[cfg(feature = "progress")]
+mod live;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod policy;

@@ -9,7 +9,13 @@ use std::time::Duration;
 use crate::events::{Event, EventKind, EventStream};
 use crate::graph::{Graph, NodeId};
 
-/// Prints one line per event as a run goes, then hands back the events it read.
+/// Shows a run as it goes, then hands back the events it read.
+///
+/// [`Progress::stderr`] draws a live view when standard error is a terminal (with the
+/// `progress` feature, on by default): a bar for the steps done out of the total, one
+/// spinner per running step with its elapsed time, retries as they happen, and a line
+/// above the bars for each step that ends. Otherwise, and with [`Progress::new`], it
+/// prints one plain line per event, for logs and pipes.
 ///
 /// # Examples
 ///
@@ -43,23 +49,56 @@ use crate::graph::{Graph, NodeId};
 pub struct Progress<W> {
     graph: &'static Graph,
     out: W,
+    live: bool,
 }
 
 impl Progress<std::io::Stderr> {
-    /// Progress lines on standard error.
+    /// Progress on standard error: live bars on a terminal, plain lines otherwise.
     pub fn stderr(graph: &'static Graph) -> Self {
-        Self::new(graph, std::io::stderr())
+        use std::io::IsTerminal as _;
+        let live = cfg!(feature = "progress") && std::io::stderr().is_terminal();
+        Self {
+            live,
+            ..Self::new(graph, std::io::stderr())
+        }
     }
 }
 
 impl<W: Write> Progress<W> {
-    /// Progress lines written to `out`.
+    /// Plain progress lines written to `out`.
     pub fn new(graph: &'static Graph, out: W) -> Self {
-        Self { graph, out }
+        Self {
+            graph,
+            out,
+            live: false,
+        }
     }
 
-    /// Prints every event of the run until it ends; returns the events.
-    pub async fn follow(mut self, mut events: EventStream) -> Vec<Event> {
+    /// Plain lines even on a terminal.
+    #[must_use]
+    pub fn plain(mut self) -> Self {
+        self.live = false;
+        self
+    }
+
+    /// Whether this shows live bars (rather than plain lines).
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Shows every event of the run until it ends; returns the events.
+    pub async fn follow(self, events: EventStream) -> Vec<Event> {
+        #[cfg(feature = "progress")]
+        if self.live {
+            let target = indicatif::ProgressDrawTarget::stderr();
+            return crate::live::Live::new(self.graph, target)
+                .follow(events)
+                .await;
+        }
+        self.lines(events).await
+    }
+
+    async fn lines(mut self, mut events: EventStream) -> Vec<Event> {
         let mut seen = Vec::new();
         // A state graph may run a node many times: count steps, not nodes out of a total.
         let total = self
@@ -69,7 +108,12 @@ impl<W: Write> Progress<W> {
             .then_some(self.graph.nodes.len());
         let mut done = 0;
         while let Some(event) = events.next().await {
-            if matches!(event.kind, EventKind::StepSucceeded { .. }) {
+            if matches!(
+                event.kind,
+                EventKind::StepSucceeded { .. }
+                    | EventKind::StepSkipped { .. }
+                    | EventKind::FallbackUsed { step: None, .. }
+            ) {
                 done += 1;
             }
             let at = format!("{:>8.3}s", event.at.as_secs_f64());
