@@ -183,6 +183,10 @@
 pub use workflow_macros::{step, workflow};
 pub use workflow_runtime::*;
 
+/// OpenTelemetry export of runs and steps (feature `otel`): the `workflow-otel` crate.
+#[cfg(feature = "otel")]
+pub use workflow_otel as otel;
+
 /// Everything a workflow needs in scope: `use workflow::prelude::*;`.
 pub mod prelude {
     pub use workflow_macros::{step, workflow};

@@ -617,7 +617,7 @@ fn runs_and_steps_are_tracing_spans() {
     assert_eq!(
         spans,
         [
-            "workflow.run workflow=\"Flaky\"",
+            "workflow.run workflow=\"Flaky\" outcome=\"succeeded\"",
             "workflow.step node=\"flaky\" step=\"flaky\" attempt=1 outcome=\"retrying\"",
             "workflow.step node=\"flaky\" step=\"flaky\" attempt=2 outcome=\"retrying\"",
             "workflow.step node=\"flaky\" step=\"flaky\" attempt=3 outcome=\"succeeded\"",

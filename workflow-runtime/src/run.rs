@@ -617,10 +617,12 @@ async fn drive<W: Compiled>(
     cancel: Canceller,
 ) -> Result<W::Output, RunError> {
     let graph = W::graph();
-    let span = tracing::info_span!("workflow.run", workflow = graph.name, run_id = %id);
-    drive_graph::<W>(graph, Arc::new(run), options, log, cancel)
-        .instrument(span)
-        .await
+    let span = run_span(graph, id);
+    let result = drive_graph::<W>(graph, Arc::new(run), options, log, cancel)
+        .instrument(span.clone())
+        .await;
+    span.record("outcome", outcome(&result));
+    result
 }
 
 async fn drive_graph<W: Compiled>(
@@ -645,13 +647,11 @@ async fn drive_graph<W: Compiled>(
             let Some(node) = nodes.ready.pop_front() else {
                 break;
             };
-            in_flight.push(node_attempts::<W>(
-                Arc::clone(&run),
-                graph,
-                node,
-                Arc::clone(&log),
-                seed,
-            ));
+            // A step task's spans are children of the run's span, on whichever thread.
+            in_flight.push(
+                node_attempts::<W>(Arc::clone(&run), graph, node, Arc::clone(&log), seed)
+                    .instrument(tracing::Span::current()),
+            );
         }
         if in_flight.len() == 0 {
             break;
@@ -974,8 +974,8 @@ async fn drive_state<W: CompiledStateGraph>(
     cancel: Canceller,
 ) -> Result<W::State, RunError> {
     let graph = W::graph();
-    let span = tracing::info_span!("workflow.run", workflow = graph.name, run_id = %id);
-    async {
+    let span = run_span(graph, id);
+    let result = async {
         log.emit(EventKind::RunStarted {
             workflow: graph.name.into(),
         });
@@ -1011,8 +1011,29 @@ async fn drive_state<W: CompiledStateGraph>(
         }
         result
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await;
+    span.record("outcome", outcome(&result));
+    result
+}
+
+/// The `tracing` span of a run; its steps' spans are its children.
+fn run_span(graph: &Graph, id: RunId) -> tracing::Span {
+    tracing::info_span!(
+        "workflow.run",
+        workflow = graph.name,
+        run_id = %id,
+        outcome = tracing::field::Empty,
+    )
+}
+
+/// How a run ended, for its span.
+fn outcome<T>(result: &Result<T, RunError>) -> &'static str {
+    match result {
+        Ok(_) => "succeeded",
+        Err(RunError::Cancelled) => "cancelled",
+        Err(_) => "failed",
+    }
 }
 
 /// Walks a state graph from its start to `END`, one node at a time.
