@@ -85,6 +85,41 @@
 //! reads. An output that nothing reads is rustc's `unused_variables` warning at its binding
 //! (deny it with `#![deny(unused_variables)]`, or prefix the binding with `_`).
 //!
+//! `#[node(...)]` on a `let` (or on the output call) sets that node's policy over its
+//! step's: `retries`, `backoff`, `jitter` and `timeout` as in `#[step]`, and what happens
+//! when it fails for good ([`OnFailure`]): the run fails (the default); `on_failure = skip`
+//! skips it and every node downstream that needs it, while a node that reads it as
+//! `binding.ok()` runs with `None` (its parameter is `Option<&T>` or `Option<T>`);
+//! `fallback = EXPR` makes `EXPR` its output; `fallback_step = step(args)` runs another
+//! step in its place.
+//!
+//! ```
+//! use workflow::prelude::*;
+//!
+//! #[step]
+//! fn fetch(url: &String) -> Result<String, StepError> {
+//!     Err(StepError::msg(format!("{url}: 503")))
+//! }
+//! #[step]
+//! fn summary(page: Option<&String>) -> String {
+//!     page.map_or_else(|| "(unavailable)".to_owned(), |page| page.clone())
+//! }
+//!
+//! workflow! {
+//!     /// Summarises a page, if it can be fetched.
+//!     pub Summary(url: String) -> String {
+//!         #[node(retries = 2, backoff = "10ms..100ms", on_failure = skip)]
+//!         let page = fetch(url);
+//!         summary(page.ok())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! assert_eq!(Summary::new().run("https://example.invalid".into()).await.unwrap(), "(unavailable)");
+//! # }
+//! ```
+//!
 //! # State graphs: routes and bounded loops
 //!
 //! For agents that loop (review, revise, review again) or route (send a ticket to one of

@@ -613,3 +613,40 @@ async fn a_failing_subworkflow_fails_its_node() {
             && matches!(**inner, EventKind::RunFailed { .. })
     )));
 }
+
+// ---------------------------------------------------------------------------------------
+// Policies at the call site
+
+/// Fails its first two calls; declares no retries of its own.
+#[step]
+fn unsteady(ctx: &AtomicU32, draft: &mut Draft) -> Result<(), StepError> {
+    draft.log.push("unsteady".into());
+    if ctx.fetch_add(1, Ordering::SeqCst) < 2 {
+        return Err(StepError::msg("not yet"));
+    }
+    Ok(())
+}
+
+workflow! {
+    /// The node gets the retries its step does not declare.
+    Steady(ctx: AtomicU32, draft: &mut Draft) {
+        write -> #[node(retries = 2, backoff = "1s..2s", jitter = "none")] unsteady -> END;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_of_a_state_graph_takes_policy_options_at_its_mention() {
+    let graph = Steady::graph();
+    let node = graph.node(graph.find("unsteady").expect("a node"));
+    assert_eq!(node.policy.retries, 2);
+    assert_eq!(<unsteady as Step>::POLICY.retries, 0);
+    let start = tokio::time::Instant::now();
+    let draft = Steady::new(AtomicU32::new(0))
+        .run(Draft::default())
+        .await
+        .expect("the third attempt succeeds");
+    // Failed attempts leave no writes: one `unsteady` in the log.
+    assert_eq!(draft.log, ["write", "unsteady"]);
+    // 1 s, then 2 s, between the attempts.
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+}

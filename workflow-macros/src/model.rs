@@ -271,77 +271,108 @@ impl Node {
 
     /// Reads the node's `#[node(...)]` attributes.
     fn options(&mut self, attrs: &[Attribute], errors: &mut Errors) {
-        for attr in attrs {
-            if !attr.path().is_ident("node") {
-                errors.push(syn::Error::new_spanned(
-                    attr,
-                    "unknown attribute: a node takes `#[node(...)]`, e.g. `#[node(retries = 5, on_failure = skip)]`",
-                ));
-                continue;
-            }
-            let result = attr.parse_nested_meta(|meta| {
-                let key = meta.path.to_token_stream().to_string();
-                if let Some(seen) = self.policy.seen(&key) {
-                    if seen {
-                        return Err(meta.error(format!("duplicate option `{key}`")));
-                    }
-                    return self.policy.parse(&key, &meta);
+        let mut failure = Some(FailurePolicy {
+            on_failure: &mut self.on_failure,
+            given: &mut self.failure_given,
+        });
+        node_options(attrs, &mut self.policy, &mut failure, errors);
+    }
+}
+
+/// Where `node_options` puts a failure policy: `None` for a node of a state graph, which
+/// has none.
+pub(crate) struct FailurePolicy<'a> {
+    on_failure: &'a mut OnFailure,
+    /// Whether one was given already.
+    given: &'a mut bool,
+}
+
+/// Reads `#[node(...)]` attributes: the policy options into `policy`, and for a dataflow
+/// node the failure policy.
+pub(crate) fn node_options(
+    attrs: &[Attribute],
+    policy: &mut PolicyOptions,
+    failure: &mut Option<FailurePolicy<'_>>,
+    errors: &mut Errors,
+) {
+    for attr in attrs {
+        if !attr.path().is_ident("node") {
+            errors.push(syn::Error::new_spanned(
+                attr,
+                "unknown attribute: a node takes `#[node(...)]`, e.g. `#[node(retries = 5, timeout = \"30s\")]`",
+            ));
+            continue;
+        }
+        let result = attr.parse_nested_meta(|meta| {
+            let key = meta.path.to_token_stream().to_string();
+            if let Some(seen) = policy.seen(&key) {
+                if seen {
+                    return Err(meta.error(format!("duplicate option `{key}`")));
                 }
-                let on_failure = match key.as_str() {
-                    "on_failure" => {
-                        let value: Ident = meta.value()?.parse().map_err(|error| {
-                            syn::Error::new(
-                                error.span(),
-                                "expected `skip` or `fail`: `on_failure = skip`",
-                            )
-                        })?;
-                        match value.to_string().as_str() {
-                            "skip" => OnFailure::Skip,
-                            "fail" => OnFailure::Fail,
-                            other => {
-                                return Err(syn::Error::new(
-                                    value.span(),
-                                    format!(
-                                        "unknown failure policy `{other}`; expected `skip` or `fail` (the default); for a fallback, write `fallback = VALUE` or `fallback_step = step(args)`"
-                                    ),
-                                ));
-                            }
+                return policy.parse(&key, &meta);
+            }
+            let is_failure_key = ["on_failure", "fallback", "fallback_step"].contains(&key.as_str());
+            let Some(failure) = failure.as_mut().filter(|_| is_failure_key) else {
+                let options: &[&str] = if failure.is_some() {
+                    &NODE_OPTIONS
+                } else {
+                    &NODE_OPTIONS[..4]
+                };
+                if failure.is_none() && is_failure_key {
+                    return Err(meta.error(format!(
+                        "`{key}` applies to nodes of dataflow workflows: a node of a state graph that fails for good fails the run; handle an expected failure in the state and route on it"
+                    )));
+                }
+                let hint = did_you_mean(&key, options.iter().copied());
+                let hint = if hint.is_empty() {
+                    format!(
+                        "; expected one of {}",
+                        options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+                    )
+                } else {
+                    hint
+                };
+                return Err(meta.error(format!("unknown node option `{key}`{hint}")));
+            };
+            let on_failure = match key.as_str() {
+                "on_failure" => {
+                    let value: Ident = meta.value()?.parse().map_err(|error| {
+                        syn::Error::new(error.span(), "expected `skip` or `fail`: `on_failure = skip`")
+                    })?;
+                    match value.to_string().as_str() {
+                        "skip" => OnFailure::Skip,
+                        "fail" => OnFailure::Fail,
+                        other => {
+                            return Err(syn::Error::new(
+                                value.span(),
+                                format!(
+                                    "unknown failure policy `{other}`; expected `skip` or `fail` (the default); for a fallback, write `fallback = VALUE` or `fallback_step = step(args)`"
+                                ),
+                            ));
                         }
                     }
-                    "fallback" => OnFailure::Value(Box::new(meta.value()?.parse()?)),
-                    "fallback_step" => {
-                        let call: CallDecl = meta.value()?.parse()?;
-                        OnFailure::Step(Fallback {
-                            step: call.step.clone(),
-                            args: Vec::new(),
-                            call: Some(call),
-                        })
-                    }
-                    _ => {
-                        let hint = did_you_mean(&key, NODE_OPTIONS);
-                        let hint = if hint.is_empty() {
-                            format!(
-                                "; expected one of {}",
-                                NODE_OPTIONS.map(|o| format!("`{o}`")).join(", ")
-                            )
-                        } else {
-                            hint
-                        };
-                        return Err(meta.error(format!("unknown node option `{key}`{hint}")));
-                    }
-                };
-                if self.failure_given {
-                    return Err(meta.error(
-                        "a node has one failure policy: `on_failure`, `fallback` and `fallback_step` exclude each other; keep one",
-                    ));
                 }
-                self.failure_given = true;
-                self.on_failure = on_failure;
-                Ok(())
-            });
-            if let Err(error) = result {
-                errors.push(error);
+                "fallback" => OnFailure::Value(Box::new(meta.value()?.parse()?)),
+                _ => {
+                    let call: CallDecl = meta.value()?.parse()?;
+                    OnFailure::Step(Fallback {
+                        step: call.step.clone(),
+                        args: Vec::new(),
+                        call: Some(call),
+                    })
+                }
+            };
+            if *failure.given {
+                return Err(meta.error(
+                    "a node has one failure policy: `on_failure`, `fallback` and `fallback_step` exclude each other; keep one",
+                ));
             }
+            *failure.given = true;
+            *failure.on_failure = on_failure;
+            Ok(())
+        });
+        if let Err(error) = result {
+            errors.push(error);
         }
     }
 }

@@ -19,8 +19,8 @@
 //! ```text
 //! workflow! {
 //!     VIS NAME ( [ctx: CTX,] STATE: &mut TYPE ) {
-//!         (NODE (-> NODE)+ ;)*                                  // edges; NODE may be `END`
-//!         (NODE => match { (PATTERN [if GUARD] => NODE,)* } [max N => NODE] [;])*
+//!         ([#[node(POLICY)]] NODE (-> [#[node(POLICY)]] NODE)+ ;)*   // edges; NODE may be `END`
+//!         ([#[node(POLICY)]] NODE => match { (PATTERN [if GUARD] => NODE,)* } [max N => NODE] [;])*
 //!     }
 //! }
 //! ```
@@ -66,13 +66,15 @@ pub(crate) enum StmtDecl {
     Route(RouteDecl),
 }
 
-/// `a -> b -> c;`: the nodes in order, each with the arrow before it (none for the first).
+/// `a -> b -> c;`: the nodes in order, each with the arrow before it (none for the first)
+/// and its `#[node(...)]` attributes.
 pub(crate) struct ChainDecl {
-    pub(crate) nodes: Vec<(Option<Token![->]>, Path)>,
+    pub(crate) nodes: Vec<(Option<Token![->]>, Vec<Attribute>, Path)>,
 }
 
 /// `node => match { arms } [max N => target]`
 pub(crate) struct RouteDecl {
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) node: Path,
     pub(crate) match_token: Token![match],
     pub(crate) brace: token::Brace,
@@ -276,19 +278,21 @@ impl ParamDecl {
 
 impl Parse for StmtDecl {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
         let first = node_path(input)?;
         let lookahead = input.lookahead1();
         if lookahead.peek(Token![=>]) {
             input.parse::<Token![=>]>()?;
-            return route(input, first).map(Self::Route);
+            return route(input, attrs, first).map(Self::Route);
         }
         if !lookahead.peek(Token![->]) {
             return Err(lookahead.error());
         }
-        let mut nodes = vec![(None, first)];
+        let mut nodes = vec![(None, attrs, first)];
         while input.peek(Token![->]) {
             let arrow: Token![->] = input.parse()?;
-            nodes.push((Some(arrow), node_path(input)?));
+            let attrs = input.call(Attribute::parse_outer)?;
+            nodes.push((Some(arrow), attrs, node_path(input)?));
         }
         if !input.peek(Token![;]) {
             return Err(input.error("expected `->` and the next node, or `;` to end the edges"));
@@ -309,7 +313,7 @@ fn node_path(input: ParseStream<'_>) -> syn::Result<Path> {
 }
 
 /// The rest of `node => match { ... } [max N => target] [;]`, after the `=>`.
-fn route(input: ParseStream<'_>, node: Path) -> syn::Result<RouteDecl> {
+fn route(input: ParseStream<'_>, attrs: Vec<Attribute>, node: Path) -> syn::Result<RouteDecl> {
     let match_token: Token![match] = input.parse().map_err(|error| {
         syn::Error::new(
             error.span(),
@@ -358,6 +362,7 @@ fn route(input: ParseStream<'_>, node: Path) -> syn::Result<RouteDecl> {
         input.parse::<Token![;]>()?;
     }
     Ok(RouteDecl {
+        attrs,
         node,
         match_token,
         brace,

@@ -17,8 +17,9 @@ use crate::errors::{Errors, did_you_mean};
 use crate::expand::{
     Header, NodeWiring, Surface, doc_string, node_def, step_aliases, stub_type, workflow_type,
 };
-use crate::model::{crate_override, is_context_name};
+use crate::model::{crate_override, is_context_name, node_options};
 use crate::parse::{RouteDecl, StateGraphInput, StmtDecl, path_name};
+use crate::policy::PolicyOptions;
 use crate::tokens::{respan, type_string};
 
 /// `workflow!` for a state graph: build, check, expand.
@@ -61,6 +62,10 @@ struct Node {
     path: Path,
     /// How the node goes on; `None` until an edge or route out of it is seen.
     next: Option<Next>,
+    /// What `#[node(...)]` overrides of the step's policy.
+    policy: PolicyOptions,
+    /// Whether a mention of the node carried `#[node(...)]` already.
+    options_given: bool,
 }
 
 enum Next {
@@ -160,8 +165,9 @@ impl StateGraph {
             match stmt {
                 StmtDecl::Chain(chain) => {
                     let mut previous: Option<(Target, Path)> = None;
-                    for (arrow, path) in chain.nodes {
+                    for (arrow, attrs, path) in chain.nodes {
                         let target = graph.intern(&path, errors);
+                        graph.options(target, &path, &attrs, errors);
                         if let (Some((from, from_path)), Some(arrow)) = (previous, arrow) {
                             let edge = quote!(#from_path #arrow #path);
                             graph.set_next(from, &from_path, Next::Goto { target, edge }, errors);
@@ -207,8 +213,39 @@ impl StateGraph {
             name,
             path: path.clone(),
             next: None,
+            policy: PolicyOptions::default(),
+            options_given: false,
         });
         Target::Node(self.nodes.len() - 1)
+    }
+
+    /// Reads the `#[node(...)]` attributes of one mention of a node: policy options, given
+    /// once per node.
+    fn options(&mut self, target: Target, path: &Path, attrs: &[Attribute], errors: &mut Errors) {
+        let Some(first) = attrs.first() else {
+            return;
+        };
+        let Target::Node(index) = target else {
+            errors.push(syn::Error::new_spanned(
+                first,
+                "`END` is not a node: it takes no `#[node(...)]` options",
+            ));
+            return;
+        };
+        let node = &mut self.nodes[index];
+        if node.options_given {
+            errors.push(syn::Error::new_spanned(
+                first,
+                format!(
+                    "node `{}` has `#[node(...)]` options already: give them once, on one mention of `{}`",
+                    node.name,
+                    path_name(path)
+                ),
+            ));
+            return;
+        }
+        node.options_given = true;
+        node_options(attrs, &mut node.policy, &mut None, errors);
     }
 
     fn set_next(&mut self, from: Target, from_path: &Path, next: Next, errors: &mut Errors) {
@@ -242,6 +279,7 @@ impl StateGraph {
 
     fn route(&mut self, route: RouteDecl, errors: &mut Errors) {
         let RouteDecl {
+            attrs,
             node,
             match_token,
             brace,
@@ -249,6 +287,7 @@ impl StateGraph {
             bound,
         } = route;
         let from = self.intern(&node, errors);
+        self.options(from, &node, &attrs, errors);
         if arms.is_empty() {
             errors.push(syn::Error::new(
                 brace.span.join(),
@@ -736,11 +775,21 @@ fn graph_static(graph: &StateGraph, aliases: &[Ident], private: &TokenStream) ->
         || (String::new(), String::new()),
         |(name, ty)| (name.to_string(), type_string(ty)),
     );
-    let nodes = graph
-        .nodes
-        .iter()
-        .zip(aliases)
-        .map(|(node, alias)| node_def(private, &node.name, alias, NodeWiring::default()));
+    let nodes = graph.nodes.iter().zip(aliases).map(|(node, alias)| {
+        let policy = (!node.policy.is_empty()).then(|| {
+            node.policy
+                .tokens(private, Some(quote!(<#alias as #private::Step>::POLICY)))
+        });
+        node_def(
+            private,
+            &node.name,
+            alias,
+            NodeWiring {
+                policy,
+                ..NodeWiring::default()
+            },
+        )
+    });
     let target = |target: Target| match target {
         Target::Node(node) => quote!(#private::Target::Node(#private::NodeId(#node))),
         Target::End => quote!(#private::Target::End),

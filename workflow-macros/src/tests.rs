@@ -77,17 +77,17 @@ const POLICIES: &str = r#"
     }
 "#;
 
-const REVIEW_LOOP: &str = "
+const REVIEW_LOOP: &str = r#"
     /// Reviews until good enough.
     pub CodeReview(ctx: Ctx, review: &mut Review) {
-        extract -> complexity -> evaluate;
+        #[node(retries = 3, timeout = "30s")] extract -> complexity -> evaluate;
         evaluate => match {
             Verdict::Good => END,
             Verdict::Revise { .. } | Verdict::Retry => revise,
         } max 5 => END;
         revise -> extract;
     }
-";
+"#;
 
 const ROUTER: &str = "
     Triage(ticket: &mut Ticket) {
