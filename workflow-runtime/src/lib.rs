@@ -15,6 +15,7 @@ mod policy;
 mod report;
 mod run;
 mod step;
+pub mod store;
 mod workflow;
 
 #[doc(hidden)]
