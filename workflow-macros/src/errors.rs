@@ -61,6 +61,23 @@ pub(crate) fn did_you_mean<'a>(
     closest(name, candidates).map_or_else(String::new, |c| format!("; did you mean `{c}`?"))
 }
 
+/// What follows "unknown option `name`": the closest option, or the list of all of them.
+pub(crate) fn option_hint(name: &str, options: &[&str]) -> String {
+    let hint = did_you_mean(name, options.iter().copied());
+    if hint.is_empty() {
+        format!(
+            "; expected one of {}",
+            options
+                .iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        hint
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

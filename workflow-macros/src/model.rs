@@ -12,7 +12,7 @@ use quote::ToTokens;
 use syn::spanned::Spanned as _;
 use syn::{Attribute, Expr, Ident, Path, Type, Visibility};
 
-use crate::errors::{Errors, did_you_mean};
+use crate::errors::{Errors, did_you_mean, option_hint};
 use crate::parse::{ArgDecl, BindingDecl, CallDecl, OutputDecl, WorkflowInput, path_name};
 use crate::policy::PolicyOptions;
 
@@ -323,15 +323,7 @@ pub(crate) fn node_options(
                         "`{key}` applies to nodes of dataflow workflows: a node of a state graph that fails for good fails the run; handle an expected failure in the state and route on it"
                     )));
                 }
-                let hint = did_you_mean(&key, options.iter().copied());
-                let hint = if hint.is_empty() {
-                    format!(
-                        "; expected one of {}",
-                        options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
-                    )
-                } else {
-                    hint
-                };
+                let hint = option_hint(&key, options);
                 return Err(meta.error(format!("unknown node option `{key}`{hint}")));
             };
             let on_failure = match key.as_str() {

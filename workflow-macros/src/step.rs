@@ -12,7 +12,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned as _;
 use syn::{FnArg, GenericParam, Item, ItemFn, LitStr, Pat, Path, ReturnType, Type};
 
-use crate::errors::{Errors, did_you_mean};
+use crate::errors::{Errors, option_hint};
 use crate::model::is_context_name;
 use crate::policy::PolicyOptions;
 use crate::tokens::{respan, type_string};
@@ -70,15 +70,7 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
             "crate" => options.krate.is_some(),
             key => {
                 let Some(seen) = options.policy.seen(key) else {
-                    let hint = did_you_mean(key, OPTIONS);
-                    let hint = if hint.is_empty() {
-                        format!(
-                            "; expected one of {}",
-                            OPTIONS.map(|o| format!("`{o}`")).join(", ")
-                        )
-                    } else {
-                        hint
-                    };
+                    let hint = option_hint(key, &OPTIONS);
                     return Err(meta.error(format!("unknown option `{key}`{hint}")));
                 };
                 seen

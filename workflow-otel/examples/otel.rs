@@ -11,33 +11,17 @@
 #[path = "../../examples/content_pipeline/pipeline.rs"]
 mod pipeline;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pipeline::{ContentPipeline, Ctx, Topic};
 use workflow::mock::MockLlm;
-use workflow_otel::{
-    opentelemetry::trace::SpanId,
-    opentelemetry_sdk::{
-        error::OTelSdkResult,
-        trace::{SdkTracerProvider, SpanData, SpanExporter},
-    },
-};
-
-/// Keeps every exported span in memory.
-#[derive(Clone, Debug, Default)]
-struct Collect(Arc<Mutex<Vec<SpanData>>>);
-
-impl SpanExporter for Collect {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.lock().expect("not poisoned").extend(batch);
-        Ok(())
-    }
-}
+use workflow_otel::SpanCollector;
+use workflow_otel::opentelemetry::trace::SpanId;
+use workflow_otel::opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
 
 #[tokio::main]
 async fn main() {
-    let spans = Collect::default();
+    let spans = SpanCollector::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(spans.clone())
         .build();
@@ -59,7 +43,7 @@ async fn main() {
     println!("published {}\n", published.url);
     provider.force_flush().expect("spans flushed");
 
-    let spans = spans.0.lock().expect("not poisoned").clone();
+    let spans = spans.spans();
     for root in spans.iter().filter(|s| s.parent_span_id == SpanId::INVALID) {
         print_tree(&spans, root, 0);
     }

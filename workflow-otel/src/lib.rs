@@ -28,8 +28,11 @@ pub use opentelemetry_sdk;
 pub use tracing_opentelemetry;
 pub use tracing_subscriber;
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 /// A `tracing` subscriber that exports every span (the runs' and steps', and the
@@ -40,4 +43,41 @@ pub fn subscriber(
 ) -> impl tracing::Subscriber + Send + Sync + 'static {
     let tracer = provider.tracer("workflow");
     tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer))
+}
+
+/// A span exporter that keeps every span in memory: for tests that assert on a run's
+/// spans, and for examples. (A program exports to a collector instead.)
+///
+/// ```
+/// use workflow_otel::SpanCollector;
+/// use workflow_otel::opentelemetry_sdk::trace::SdkTracerProvider;
+///
+/// let spans = SpanCollector::default();
+/// let provider = SdkTracerProvider::builder()
+///     .with_simple_exporter(spans.clone())
+///     .build();
+/// # let _ = provider;
+/// assert!(spans.spans().is_empty());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SpanCollector(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanCollector {
+    /// The spans exported so far, in the order they ended.
+    pub fn spans(&self) -> Vec<SpanData> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl SpanExporter for SpanCollector {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(batch);
+        Ok(())
+    }
 }

@@ -7,28 +7,13 @@
 mod pipeline;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pipeline::{ContentPipeline, Ctx, Topic};
 use workflow::mock::MockLlm;
-use workflow_otel::{
-    opentelemetry::trace::SpanId,
-    opentelemetry_sdk::{
-        error::OTelSdkResult,
-        trace::{SdkTracerProvider, SpanData, SpanExporter},
-    },
-};
-
-#[derive(Clone, Debug, Default)]
-struct Collect(Arc<Mutex<Vec<SpanData>>>);
-
-impl SpanExporter for Collect {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.lock().unwrap().extend(batch);
-        Ok(())
-    }
-}
+use workflow_otel::SpanCollector;
+use workflow_otel::opentelemetry::trace::SpanId;
+use workflow_otel::opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
 
 fn attributes(span: &SpanData) -> BTreeMap<String, String> {
     span.attributes
@@ -39,7 +24,7 @@ fn attributes(span: &SpanData) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_and_steps_are_exported_as_a_span_tree() {
-    let spans = Collect::default();
+    let spans = SpanCollector::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(spans.clone())
         .build();
@@ -58,7 +43,7 @@ async fn runs_and_steps_are_exported_as_a_span_tree() {
     let run_id = handle.id().to_string();
     handle.await.expect("succeeds after one retry");
     provider.force_flush().unwrap();
-    let spans = spans.0.lock().unwrap().clone();
+    let spans = spans.spans();
 
     let runs: Vec<&SpanData> = spans.iter().filter(|s| s.name == "workflow.run").collect();
     assert_eq!(runs.len(), 1);
