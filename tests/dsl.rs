@@ -168,3 +168,72 @@ async fn a_run_future_is_owned_and_can_be_spawned() {
         "2 words, starting with a"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Structural hash: what a stored run is checked against before it resumes
+
+mod hashing {
+    use workflow::prelude::*;
+
+    #[step]
+    pub(crate) fn inc(x: u32) -> u32 {
+        x + 1
+    }
+
+    #[step]
+    pub(crate) fn add(a: u32, b: u32) -> u32 {
+        a + b
+    }
+
+    pub(crate) mod plain {
+        use super::{add, inc};
+        use workflow::prelude::*;
+
+        workflow! {
+            /// Two increments, added.
+            pub(crate) Sum(x: u32) -> u32 {
+                let a = inc(x);
+                let b = inc(a);
+                add(a, b)
+            }
+        }
+    }
+
+    pub(crate) mod tuned {
+        use super::{add, inc};
+        use workflow::prelude::*;
+
+        workflow! {
+            /// The same graph, other policies and another doc comment.
+            pub(crate) Sum(x: u32) -> u32 {
+                #[node(retries = 3, timeout = "1s")]
+                let a = inc(x);
+                let b = inc(a);
+                add(a, b)
+            }
+        }
+    }
+
+    pub(crate) mod rewired {
+        use super::{add, inc};
+        use workflow::prelude::*;
+
+        workflow! {
+            /// One argument wired differently.
+            pub(crate) Sum(x: u32) -> u32 {
+                let a = inc(x);
+                let b = inc(x);
+                add(a, b)
+            }
+        }
+    }
+}
+
+#[test]
+fn the_structural_hash_ignores_policies_and_docs_and_sees_wiring() {
+    let plain = hashing::plain::Sum::graph().structural_hash();
+    assert_eq!(plain, hashing::tuned::Sum::graph().structural_hash());
+    assert_ne!(plain, hashing::rewired::Sum::graph().structural_hash());
+    // The encoding is part of the stored format: a change here strands stored runs.
+    insta::assert_snapshot!(plain, @"82164249536b3c85");
+}
