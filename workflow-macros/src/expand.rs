@@ -226,6 +226,28 @@ pub(crate) fn workflow_type(
     (ty, impls)
 }
 
+/// `impl Workflow`, for either shape: the types come from `surface` (a state graph's input
+/// and output are both its state), the graph is the `__WF_GRAPH` static.
+pub(crate) fn workflow_impl(name: &syn::Ident, surface: &Surface) -> TokenStream {
+    let Surface {
+        private,
+        ctx_ty,
+        input_ty,
+        output_ty,
+    } = surface;
+    quote! {
+        impl #private::Workflow for #name {
+            type Context = #ctx_ty;
+            type Input = #input_ty;
+            type Output = #output_ty;
+
+            fn graph() -> &'static #private::Graph {
+                &__WF_GRAPH
+            }
+        }
+    }
+}
+
 /// The workflow type alone, for a workflow with errors: its methods never run, because the
 /// errors stop the build.
 pub(crate) fn stub(graph: &Graph) -> TokenStream {
@@ -304,6 +326,7 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
     let uses = uses_check(graph);
     let input_types: Vec<_> = graph.inputs.iter().map(|input| &input.ty).collect();
     let as_step = dataflow_as_step(&Header::of(graph), &surface, &input_types);
+    let workflow_impl = workflow_impl(name, &surface);
 
     quote! {
         #ty
@@ -322,15 +345,7 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
 
             #graph_static
 
-            impl #private::Workflow for #name {
-                type Context = #ctx_ty;
-                type Input = #input_ty;
-                type Output = #output_ty;
-
-                fn graph() -> &'static #private::Graph {
-                    &__WF_GRAPH
-                }
-            }
+            #workflow_impl
 
             impl #private::Compiled for #name {
                 type Run = __wf_Run;

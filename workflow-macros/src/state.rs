@@ -15,7 +15,8 @@ use syn::{Attribute, Ident, Pat, Path, Type, Visibility};
 
 use crate::errors::{Errors, did_you_mean};
 use crate::expand::{
-    Header, NodeWiring, Surface, doc_string, node_def, step_aliases, stub_type, workflow_type,
+    Header, NodeWiring, Surface, doc_string, node_def, step_aliases, stub_type, workflow_impl,
+    workflow_type,
 };
 use crate::model::{crate_override, is_context_name, node_options};
 use crate::parse::{RouteDecl, StateGraphInput, StmtDecl, path_name};
@@ -647,6 +648,7 @@ fn executor(graph: &StateGraph) -> TokenStream {
         ..
     } = &surface;
     let name = &graph.name;
+    let workflow_impl = workflow_impl(name, &surface);
     let (ty, impls) = workflow_type(
         &header(graph),
         &surface,
@@ -676,15 +678,7 @@ fn executor(graph: &StateGraph) -> TokenStream {
 
             #graph_static
 
-            impl #private::Workflow for #name {
-                type Context = #ctx_ty;
-                type Input = #state_ty;
-                type Output = #state_ty;
-
-                fn graph() -> &'static #private::Graph {
-                    &__WF_GRAPH
-                }
-            }
+            #workflow_impl
 
             impl #private::CompiledStateGraph for #name {
                 type State = #state_ty;

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{Checkpoint, RunRecord, RunStatus, Store, StoreError, StoreFuture, Timestamp};
+use super::{
+    Checkpoint, RunRecord, RunStatus, Store, StoreError, StoreFuture, Timestamp, check_sequence,
+};
 use crate::events::Event;
 use crate::run::RunId;
 
@@ -43,26 +45,16 @@ impl MemoryStore {
     }
 }
 
-/// Checks that `events` continue a log of `len` events without a gap.
-pub(super) fn check_sequence(run: RunId, len: u64, events: &[Event]) -> Result<(), StoreError> {
-    for (i, event) in events.iter().enumerate() {
-        let expected = len + i as u64;
-        if event.seq != expected {
-            return Err(StoreError::OutOfSequence {
-                run,
-                expected,
-                got: event.seq,
-            });
-        }
-    }
-    Ok(())
-}
-
 fn open(entry: &Entry) -> Result<(), StoreError> {
     if entry.record.status.is_final() {
         return Err(StoreError::Ended(entry.record.id));
     }
     Ok(())
+}
+
+/// A result that is ready: the memory store never waits.
+fn ready<T: Send + 'static>(result: Result<T, StoreError>) -> StoreFuture<'static, T> {
+    Box::pin(std::future::ready(result))
 }
 
 impl Store for MemoryStore {
@@ -83,7 +75,7 @@ impl Store for MemoryStore {
                 }
             }
         };
-        Box::pin(std::future::ready(result))
+        ready(result)
     }
 
     fn append_events(&self, run: RunId, events: Vec<Event>) -> StoreFuture<'_, ()> {
@@ -93,7 +85,7 @@ impl Store for MemoryStore {
             entry.events.extend(events);
             Ok(())
         });
-        Box::pin(std::future::ready(result))
+        ready(result)
     }
 
     fn checkpoint(
@@ -116,7 +108,7 @@ impl Store for MemoryStore {
             entry.record.updated_at = Timestamp::now();
             Ok(())
         });
-        Box::pin(std::future::ready(result))
+        ready(result)
     }
 
     fn finish_run(
@@ -138,24 +130,24 @@ impl Store for MemoryStore {
             record.updated_at = Timestamp::now();
             Ok(())
         });
-        Box::pin(std::future::ready(result))
+        ready(result)
     }
 
     fn run(&self, run: RunId) -> StoreFuture<'_, RunRecord> {
         let result = self.with_run(run, |entry| Ok(entry.record.clone()));
-        Box::pin(std::future::ready(result))
+        ready(result)
     }
 
     fn runs(&self, limit: usize) -> StoreFuture<'_, Vec<RunRecord>> {
         let mut records: Vec<RunRecord> = self.lock().values().map(|e| e.record.clone()).collect();
         records.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
         records.truncate(limit);
-        Box::pin(std::future::ready(Ok(records)))
+        ready(Ok(records))
     }
 
     fn checkpoints(&self, run: RunId) -> StoreFuture<'_, Vec<Checkpoint>> {
         let result = self.with_run(run, |entry| Ok(entry.checkpoints.clone()));
-        Box::pin(std::future::ready(result))
+        ready(result)
     }
 
     fn events(&self, run: RunId, from: u64) -> StoreFuture<'_, Vec<Event>> {
@@ -163,6 +155,6 @@ impl Store for MemoryStore {
             let from = usize::try_from(from).unwrap_or(usize::MAX);
             Ok(entry.events.get(from..).unwrap_or_default().to_vec())
         });
-        Box::pin(std::future::ready(result))
+        ready(result)
     }
 }

@@ -221,6 +221,21 @@ impl std::error::Error for StoreError {
     }
 }
 
+/// Checks that `events` continue a log of `len` events without a gap.
+fn check_sequence(run: RunId, len: u64, events: &[Event]) -> Result<(), StoreError> {
+    for (i, event) in events.iter().enumerate() {
+        let expected = len + i as u64;
+        if event.seq != expected {
+            return Err(StoreError::OutOfSequence {
+                run,
+                expected,
+                got: event.seq,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Where runs are kept. Every method is one transaction: it happens entirely or not at
 /// all.
 pub trait Store: Send + Sync + 'static {

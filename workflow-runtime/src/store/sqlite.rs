@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
-use super::memory::check_sequence;
-use super::{Checkpoint, RunRecord, RunStatus, Store, StoreError, StoreFuture, Timestamp};
+use super::{
+    Checkpoint, RunRecord, RunStatus, Store, StoreError, StoreFuture, Timestamp, check_sequence,
+};
 use crate::events::Event;
 use crate::run::RunId;
 
