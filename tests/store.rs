@@ -1,12 +1,13 @@
-//! The store conformance suite: every store keeps runs, checkpoints and events with the
-//! same semantics. Run against the in-memory store and a real SQLite file.
+//! The store conformance suite: every store keeps runs, checkpoints, states, interrupts and
+//! events with the same semantics. Run against the in-memory store and a real SQLite file.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
 use workflow::store::{
-    Checkpoint, MemoryStore, RunRecord, RunStatus, SqliteStore, Store, StoreError, Timestamp,
+    Checkpoint, Interrupt, MemoryStore, Progress, RunRecord, RunStatus, SqliteStore,
+    StateCheckpoint, Store, StoreError, Timestamp,
 };
 use workflow::{Event, EventKind, RunId};
 
@@ -66,6 +67,31 @@ fn checkpoint(node: &str, output: serde_json::Value) -> Checkpoint {
     }
 }
 
+fn state(step: u32, node: &str, next: Option<&str>) -> StateCheckpoint {
+    StateCheckpoint {
+        step,
+        node: node.into(),
+        state: json!({"draft": format!("v{step}")}),
+        rounds: vec![step, 0, 1],
+        next: next.map(Into::into),
+        attempts: 2,
+        started_at: Timestamp(10),
+        finished_at: Timestamp(20),
+    }
+}
+
+fn interrupt(node: &str) -> Interrupt {
+    Interrupt {
+        node: node.into(),
+        request: json!({"question": "publish?"}),
+        created_at: Timestamp(30),
+    }
+}
+
+fn nodes(checkpoints: Vec<Checkpoint>) -> Vec<String> {
+    checkpoints.into_iter().map(|c| c.node).collect()
+}
+
 fn new_run(workflow: &str) -> RunRecord {
     RunRecord::new(RunId::new(), workflow, "hash-1", json!({"topic": "stores"}))
 }
@@ -94,7 +120,7 @@ async fn conformance(store: &dyn Store) {
     store
         .checkpoint(
             id,
-            checkpoint("research", json!({"notes": ["a", "b"]})),
+            vec![checkpoint("research", json!({"notes": ["a", "b"]}))],
             vec![succeeded(2, "research")],
         )
         .await
@@ -109,7 +135,7 @@ async fn conformance(store: &dyn Store) {
     store
         .checkpoint(
             id,
-            checkpoint("post", json!("text")),
+            vec![checkpoint("post", json!("text"))],
             vec![succeeded(4, "post")],
         )
         .await
@@ -159,6 +185,9 @@ async fn conformance(store: &dyn Store) {
     ));
 
     unknown_runs_and_listing(store, id).await;
+    batches(store).await;
+    states(store).await;
+    interrupts(store).await;
 }
 
 /// A checkpoint with a gap in its events, and a second checkpoint of a completed node: both
@@ -168,7 +197,7 @@ async fn refused_writes_change_nothing(store: &dyn Store, id: RunId) {
     let error = store
         .checkpoint(
             id,
-            checkpoint("post", json!("text")),
+            vec![checkpoint("post", json!("text"))],
             vec![succeeded(9, "post")],
         )
         .await
@@ -189,7 +218,7 @@ async fn refused_writes_change_nothing(store: &dyn Store, id: RunId) {
 
     // A node completes once.
     let error = store
-        .checkpoint(id, checkpoint("research", json!(null)), vec![])
+        .checkpoint(id, vec![checkpoint("research", json!(null))], vec![])
         .await
         .expect_err("completed already");
     assert!(matches!(error, StoreError::AlreadyCompleted { ref node, .. } if node == "research"));
@@ -230,6 +259,365 @@ async fn unknown_runs_and_listing(store: &dyn Store, first: RunId) {
     assert_eq!(store.runs(1).await.expect("listed").len(), 1);
 }
 
+/// Several nodes completing in one transaction, and batches that are refused whole.
+async fn batches(store: &dyn Store) {
+    let run = new_run("Batches");
+    let id = run.id;
+    store.create_run(run).await.expect("created");
+    store
+        .checkpoint(
+            id,
+            vec![checkpoint("a", json!(1)), checkpoint("b", json!(2))],
+            vec![succeeded(0, "a"), succeeded(1, "b")],
+        )
+        .await
+        .expect("checkpointed");
+    store
+        .checkpoint(id, vec![checkpoint("c", json!(3))], vec![succeeded(2, "c")])
+        .await
+        .expect("checkpointed");
+    let done = store.checkpoints(id).await.expect("read");
+    assert_eq!(nodes(done.clone()), ["a", "b", "c"], "positions continue");
+    assert_eq!(done[1], checkpoint("b", json!(2)));
+
+    // One completed node refuses the whole batch: no checkpoint, no event.
+    let error = store
+        .checkpoint(
+            id,
+            vec![checkpoint("d", json!(4)), checkpoint("a", json!(0))],
+            vec![succeeded(3, "d")],
+        )
+        .await
+        .expect_err("a is completed");
+    assert!(
+        matches!(error, StoreError::AlreadyCompleted { ref node, .. } if node == "a"),
+        "{error}"
+    );
+    // So does a node twice in the batch.
+    let error = store
+        .checkpoint(
+            id,
+            vec![checkpoint("e", json!(5)), checkpoint("e", json!(6))],
+            vec![succeeded(3, "e")],
+        )
+        .await
+        .expect_err("e twice");
+    assert!(
+        matches!(error, StoreError::AlreadyCompleted { ref node, .. } if node == "e"),
+        "{error}"
+    );
+    assert_eq!(
+        nodes(store.checkpoints(id).await.expect("read")),
+        ["a", "b", "c"]
+    );
+    assert_eq!(store.events(id, 0).await.expect("read").len(), 3);
+
+    // An empty batch just appends its events; the next batch continues the positions.
+    store
+        .checkpoint(id, vec![], vec![started(3, "d")])
+        .await
+        .expect("appended");
+    store
+        .checkpoint(id, vec![checkpoint("d", json!(4))], vec![succeeded(4, "d")])
+        .await
+        .expect("checkpointed");
+    assert_eq!(
+        nodes(store.checkpoints(id).await.expect("read")),
+        ["a", "b", "c", "d"]
+    );
+    assert_eq!(
+        store.events(id, 3).await.expect("read"),
+        vec![started(3, "d"), succeeded(4, "d")]
+    );
+}
+
+/// A state graph's progress: only the latest state is kept.
+async fn states(store: &dyn Store) {
+    let run = new_run("Graph");
+    let id = run.id;
+    store.create_run(run).await.expect("created");
+    assert_eq!(store.state(id).await.expect("read"), None);
+
+    store
+        .save_state(
+            id,
+            state(1, "draft", Some("review")),
+            vec![succeeded(0, "draft")],
+        )
+        .await
+        .expect("saved");
+    store
+        .save_state(id, state(2, "review", None), vec![succeeded(1, "review")])
+        .await
+        .expect("saved");
+    assert_eq!(
+        store.state(id).await.expect("read"),
+        Some(state(2, "review", None)),
+        "replaced"
+    );
+    assert!(store.checkpoints(id).await.expect("read").is_empty());
+
+    // A refused save changes nothing.
+    let error = store
+        .save_state(id, state(3, "draft", None), vec![succeeded(7, "draft")])
+        .await
+        .expect_err("out of sequence");
+    assert!(
+        matches!(
+            error,
+            StoreError::OutOfSequence {
+                expected: 2,
+                got: 7,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        store.state(id).await.expect("read"),
+        Some(state(2, "review", None))
+    );
+    assert_eq!(store.events(id, 0).await.expect("read").len(), 2);
+
+    let unknown = RunId::new();
+    assert!(matches!(
+        store.state(unknown).await,
+        Err(StoreError::UnknownRun(_))
+    ));
+    assert!(matches!(
+        store.save_state(unknown, state(1, "x", None), vec![]).await,
+        Err(StoreError::UnknownRun(_))
+    ));
+
+    // An ended run takes no more states.
+    store
+        .finish_run(id, RunStatus::Succeeded, Some(json!(1)), None, vec![])
+        .await
+        .expect("finished");
+    assert!(matches!(
+        store.save_state(id, state(3, "draft", None), vec![]).await,
+        Err(StoreError::Ended(_))
+    ));
+}
+
+/// Pausing a run for outside input, and answering it.
+async fn interrupts(store: &dyn Store) {
+    let run = new_run("Review");
+    let id = run.id;
+    store.create_run(run).await.expect("created");
+    store
+        .checkpoint(
+            id,
+            vec![checkpoint("draft", json!("d"))],
+            vec![succeeded(0, "draft")],
+        )
+        .await
+        .expect("checkpointed");
+    assert_eq!(store.interrupt(id).await.expect("read"), None);
+
+    // A running run has nothing to answer.
+    let error = store
+        .answer(id, "approve".into(), Progress::Nodes(vec![]), vec![])
+        .await
+        .expect_err("not waiting");
+    assert!(
+        matches!(
+            error,
+            StoreError::NotWaiting {
+                status: RunStatus::Running,
+                ..
+            }
+        ),
+        "{error}"
+    );
+
+    store
+        .suspend(id, interrupt("approve"), vec![started(1, "approve")])
+        .await
+        .expect("suspended");
+    assert_eq!(
+        store.run(id).await.expect("found").status,
+        RunStatus::Waiting
+    );
+    assert_eq!(
+        store.interrupt(id).await.expect("read"),
+        Some(interrupt("approve"))
+    );
+
+    refused_answers_change_nothing(store, id).await;
+
+    // A waiting run still takes writes (other branches go on).
+    store
+        .append_events(id, vec![started(2, "other")])
+        .await
+        .expect("appended");
+
+    store
+        .answer(
+            id,
+            "approve".into(),
+            Progress::Nodes(vec![checkpoint("approve", json!({"ok": true}))]),
+            vec![succeeded(3, "approve")],
+        )
+        .await
+        .expect("answered");
+    assert_eq!(
+        store.run(id).await.expect("found").status,
+        RunStatus::Running
+    );
+    assert_eq!(store.interrupt(id).await.expect("read"), None);
+    assert_eq!(
+        store.checkpoints(id).await.expect("read")[1],
+        checkpoint("approve", json!({"ok": true}))
+    );
+    assert_eq!(
+        store.events(id, 3).await.expect("read"),
+        vec![succeeded(3, "approve")]
+    );
+    // Answered once.
+    assert!(matches!(
+        store
+            .answer(id, "approve".into(), Progress::Nodes(vec![]), vec![])
+            .await,
+        Err(StoreError::NotWaiting {
+            status: RunStatus::Running,
+            ..
+        })
+    ));
+
+    state_graph_answers_and_ended_runs(store).await;
+}
+
+/// Answers to a waiting run that are refused: the run stays waiting, nothing is written.
+async fn refused_answers_change_nothing(store: &dyn Store, id: RunId) {
+    let error = store
+        .answer(
+            id,
+            "publish".into(),
+            Progress::Nodes(vec![checkpoint("publish", json!(1))]),
+            vec![succeeded(2, "publish")],
+        )
+        .await
+        .expect_err("another node");
+    assert!(
+        matches!(
+            error,
+            StoreError::WrongInterrupt { ref waiting, ref got, .. }
+                if waiting == "approve" && got == "publish"
+        ),
+        "{error}"
+    );
+    let error = store
+        .answer(
+            id,
+            "approve".into(),
+            Progress::Nodes(vec![
+                checkpoint("approve", json!(1)),
+                checkpoint("draft", json!(0)),
+            ]),
+            vec![succeeded(2, "approve")],
+        )
+        .await
+        .expect_err("draft is completed");
+    assert!(
+        matches!(error, StoreError::AlreadyCompleted { .. }),
+        "{error}"
+    );
+    let error = store
+        .answer(
+            id,
+            "approve".into(),
+            Progress::Nodes(vec![checkpoint("approve", json!(1))]),
+            vec![succeeded(8, "approve")],
+        )
+        .await
+        .expect_err("out of sequence");
+    assert!(matches!(error, StoreError::OutOfSequence { .. }), "{error}");
+
+    assert_eq!(
+        store.run(id).await.expect("found").status,
+        RunStatus::Waiting
+    );
+    assert_eq!(
+        store.interrupt(id).await.expect("read"),
+        Some(interrupt("approve"))
+    );
+    assert_eq!(nodes(store.checkpoints(id).await.expect("read")), ["draft"]);
+    assert_eq!(store.events(id, 0).await.expect("read").len(), 2);
+}
+
+/// Answering a state graph's pause replaces its state; ended runs neither pause nor answer.
+async fn state_graph_answers_and_ended_runs(store: &dyn Store) {
+    let run = new_run("Loop");
+    let id = run.id;
+    store.create_run(run).await.expect("created");
+    store
+        .save_state(id, state(1, "draft", Some("approve")), vec![])
+        .await
+        .expect("saved");
+    store
+        .suspend(id, interrupt("approve"), vec![])
+        .await
+        .expect("suspended");
+    store
+        .answer(
+            id,
+            "approve".into(),
+            Progress::State(state(2, "approve", None)),
+            vec![succeeded(0, "approve")],
+        )
+        .await
+        .expect("answered");
+    assert_eq!(
+        store.state(id).await.expect("read"),
+        Some(state(2, "approve", None))
+    );
+    assert_eq!(
+        store.run(id).await.expect("found").status,
+        RunStatus::Running
+    );
+
+    // Cancelled while waiting: the interrupt goes, and the run takes no more.
+    store
+        .suspend(id, interrupt("approve"), vec![])
+        .await
+        .expect("suspended again");
+    store
+        .finish_run(id, RunStatus::Cancelled, None, None, vec![])
+        .await
+        .expect("cancelled");
+    assert_eq!(store.interrupt(id).await.expect("read"), None);
+    assert!(matches!(
+        store.suspend(id, interrupt("approve"), vec![]).await,
+        Err(StoreError::Ended(_))
+    ));
+    assert!(matches!(
+        store
+            .answer(id, "approve".into(), Progress::Nodes(vec![]), vec![])
+            .await,
+        Err(StoreError::NotWaiting {
+            status: RunStatus::Cancelled,
+            ..
+        })
+    ));
+
+    let unknown = RunId::new();
+    assert!(matches!(
+        store.interrupt(unknown).await,
+        Err(StoreError::UnknownRun(_))
+    ));
+    assert!(matches!(
+        store.suspend(unknown, interrupt("x"), vec![]).await,
+        Err(StoreError::UnknownRun(_))
+    ));
+    assert!(matches!(
+        store
+            .answer(unknown, "x".into(), Progress::Nodes(vec![]), vec![])
+            .await,
+        Err(StoreError::UnknownRun(_))
+    ));
+}
+
 #[tokio::test]
 async fn the_memory_store_conforms() {
     conformance(&MemoryStore::new()).await;
@@ -257,7 +645,7 @@ async fn a_sqlite_store_keeps_everything_across_reopening() {
         store
             .checkpoint(
                 run.id,
-                checkpoint("research", json!([1, 2, 3])),
+                vec![checkpoint("research", json!([1, 2, 3]))],
                 vec![succeeded(1, "research")],
             )
             .await
@@ -282,6 +670,60 @@ async fn a_sqlite_store_keeps_everything_across_reopening() {
         .append_events(run.id, vec![started(2, "post")])
         .await
         .expect("continues at 2");
+    // So do the checkpoints.
+    store
+        .checkpoint(run.id, vec![checkpoint("post", json!("p"))], vec![])
+        .await
+        .expect("checkpointed");
+    assert_eq!(
+        nodes(store.checkpoints(run.id).await.expect("read")),
+        ["research", "post"]
+    );
+}
+
+#[tokio::test]
+async fn a_sqlite_store_keeps_states_and_interrupts_across_reopening() {
+    let dir = TempDir::new();
+    let path = dir.0.join("runs.db");
+    let run = new_run("Graph");
+    {
+        let store = SqliteStore::open(&path).expect("opened");
+        store.create_run(run.clone()).await.expect("created");
+        store
+            .save_state(run.id, state(4, "draft", Some("approve")), vec![])
+            .await
+            .expect("saved");
+        store
+            .suspend(run.id, interrupt("approve"), vec![started(0, "approve")])
+            .await
+            .expect("suspended");
+    }
+    let store = SqliteStore::open(&path).expect("reopened");
+    assert_eq!(
+        store.state(run.id).await.expect("read"),
+        Some(state(4, "draft", Some("approve")))
+    );
+    assert_eq!(
+        store.interrupt(run.id).await.expect("read"),
+        Some(interrupt("approve"))
+    );
+    assert_eq!(
+        store.run(run.id).await.expect("found").status,
+        RunStatus::Waiting
+    );
+    store
+        .answer(
+            run.id,
+            "approve".into(),
+            Progress::State(state(5, "approve", None)),
+            vec![succeeded(1, "approve")],
+        )
+        .await
+        .expect("answered after reopening");
+    assert_eq!(
+        store.state(run.id).await.expect("read"),
+        Some(state(5, "approve", None))
+    );
 }
 
 #[tokio::test]

@@ -244,6 +244,66 @@ pub(crate) fn workflow_impl(name: &syn::Ident, surface: &Surface) -> TokenStream
             fn graph() -> &'static #private::Graph {
                 &__WF_GRAPH
             }
+
+            fn context(&self) -> &#private::ArcPtr<#ctx_ty> {
+                &self.__wf_ctx
+            }
+
+            fn options(&self) -> &#private::RunOptions {
+                &self.__wf_options
+            }
+        }
+    }
+}
+
+/// `impl Persist`: the workflow's input and output to and from JSON (checked only where
+/// the workflow runs with a store, through the `__X` parameter), and its durable
+/// scheduler, `drive`.
+pub(crate) fn persist_impl(
+    name: &syn::Ident,
+    surface: &Surface,
+    drive: &TokenStream,
+) -> TokenStream {
+    let Surface {
+        private,
+        ctx_ty,
+        input_ty,
+        output_ty,
+    } = surface;
+    // A state graph's output is its input, the state: one bound.
+    let output_bound = (input_ty.to_string() != output_ty.to_string())
+        .then(|| quote!(#output_ty: #private::Stored<__X>,));
+    quote! {
+        impl<__X: ?::core::marker::Sized> #private::Persist<__X> for #name
+        where
+            #input_ty: #private::Stored<__X>,
+            #output_bound
+        {
+            fn save_input(
+                input: &#input_ty,
+            ) -> ::core::result::Result<#private::JsonValue, #private::StepError> {
+                <#input_ty as #private::Stored<__X>>::to_stored(input)
+            }
+
+            fn load_input(
+                value: #private::JsonValue,
+            ) -> ::core::result::Result<#input_ty, #private::StepError> {
+                <#input_ty as #private::Stored<__X>>::from_stored(value)
+            }
+
+            fn save_output(
+                output: &#output_ty,
+            ) -> ::core::result::Result<#private::JsonValue, #private::StepError> {
+                <#output_ty as #private::Stored<__X>>::to_stored(output)
+            }
+
+            fn drive(
+                ctx: #private::ArcPtr<#ctx_ty>,
+                options: #private::RunOptions,
+                run: #private::DurableRun<#input_ty>,
+            ) -> #private::DriveFuture<#output_ty> {
+                #drive
+            }
         }
     }
 }
@@ -327,6 +387,7 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
     let input_types: Vec<_> = graph.inputs.iter().map(|input| &input.ty).collect();
     let as_step = dataflow_as_step(&Header::of(graph), &surface, &input_types);
     let workflow_impl = workflow_impl(name, &surface);
+    let persist = persist_dataflow(name, &surface, &node_fields);
 
     quote! {
         #ty
@@ -380,6 +441,8 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
                 #fallback_dispatch
             }
 
+            #persist
+
             #as_step
 
             #(#node_functions)*
@@ -388,6 +451,58 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
 
             #uses
         };
+    }
+}
+
+/// `impl Persist` and `impl PersistNodes` of a dataflow workflow: its values and each
+/// node's slot to and from JSON, for checkpoints.
+fn persist_dataflow(
+    name: &syn::Ident,
+    surface: &Surface,
+    node_fields: &[syn::Ident],
+) -> TokenStream {
+    let private = &surface.private;
+    let persist = persist_impl(
+        name,
+        surface,
+        &quote!(#private::drive_dataflow::<Self>(
+            ctx,
+            options,
+            run,
+            <Self as #private::Persist<__X>>::save_output,
+        )),
+    );
+    let node_indices = 0..node_fields.len();
+    let node_indices2 = 0..node_fields.len();
+    quote! {
+        #persist
+
+            impl #private::PersistNodes for #name {
+                fn save_node(
+                    run: &__wf_Run,
+                    node: #private::NodeId,
+                ) -> ::core::result::Result<#private::JsonValue, #private::StepError> {
+                    match node.0 {
+                        #(#node_indices => #private::save(&run.#node_fields),)*
+                        _ => ::core::result::Result::Err(#private::StepError::msg(
+                            "internal error: no such node",
+                        )),
+                    }
+                }
+
+                fn restore_node(
+                    run: &__wf_Run,
+                    node: #private::NodeId,
+                    value: #private::JsonValue,
+                ) -> ::core::result::Result<(), #private::StepError> {
+                    match node.0 {
+                        #(#node_indices2 => #private::restore(&run.#node_fields, value),)*
+                        _ => ::core::result::Result::Err(#private::StepError::msg(
+                            "internal error: no such node",
+                        )),
+                    }
+                }
+            }
     }
 }
 

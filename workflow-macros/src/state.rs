@@ -667,6 +667,17 @@ fn executor(graph: &StateGraph) -> TokenStream {
         .map(|(i, node)| node_fn(i, node, &aliases[i], &surface));
     let node_names = (0..graph.nodes.len()).map(|i| format_ident!("__wf_node{}", i));
     let as_step = crate::expand::state_graph_as_step(&header(graph), &surface);
+    let persist_impl = crate::expand::persist_impl(
+        name,
+        &surface,
+        &quote!(#private::drive_state_graph::<Self>(
+            ctx,
+            options,
+            run,
+            <Self as #private::Persist<__X>>::save_input,
+            <Self as #private::Persist<__X>>::load_input,
+        )),
+    );
 
     quote! {
         #ty
@@ -702,6 +713,8 @@ fn executor(graph: &StateGraph) -> TokenStream {
                     }
                 }
             }
+
+            #persist_impl
 
             #as_step
 

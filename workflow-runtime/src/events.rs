@@ -144,6 +144,34 @@ pub enum EventKind {
         /// The subworkflow's event.
         inner: Box<EventKind>,
     },
+    /// A stored run was taken up again (after a crash, a stop, or an answer to its pause):
+    /// its completed nodes were loaded from their checkpoints, not run again.
+    RunResumed {
+        /// The workflow's name.
+        workflow: Cow<'static, str>,
+        /// How many nodes were loaded from their checkpoints.
+        restored: u32,
+    },
+    /// A pause node asked for outside input: the run is stored as waiting, and this part of
+    /// it ends here. Answering resumes it.
+    RunWaiting {
+        /// The pause node.
+        node: Cow<'static, str>,
+        /// The time this part of the run took.
+        #[serde(rename = "duration_us", with = "micros")]
+        duration: Duration,
+    },
+    /// The answer to a pause arrived: it is the pause node's output.
+    Answered {
+        /// The pause node.
+        node: Cow<'static, str>,
+    },
+    /// A node's output was taken from the cache (same step, version and inputs within the
+    /// time to live): the step did not run.
+    CacheHit {
+        /// The node's name.
+        node: Cow<'static, str>,
+    },
     /// The run produced its output.
     RunFinished {
         /// The run's wall time.
@@ -173,7 +201,10 @@ impl EventKind {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            Self::RunFinished { .. } | Self::RunFailed { .. } | Self::RunCancelled { .. }
+            Self::RunFinished { .. }
+                | Self::RunFailed { .. }
+                | Self::RunCancelled { .. }
+                | Self::RunWaiting { .. }
         )
     }
 
@@ -188,7 +219,10 @@ impl EventKind {
             | Self::FallbackUsed { node, .. }
             | Self::Routed { node, .. }
             | Self::LoopBoundHit { node, .. }
-            | Self::Nested { node, .. } => Some(node),
+            | Self::Nested { node, .. }
+            | Self::RunWaiting { node, .. }
+            | Self::Answered { node }
+            | Self::CacheHit { node } => Some(node),
             _ => None,
         }
     }
@@ -212,6 +246,14 @@ mod micros {
 /// The in-memory log of one run's events, shared by the run and its subscribers.
 pub(crate) struct EventLog {
     start: Instant,
+    /// The sequence number of the first event of this log: 0, or where a resumed run's
+    /// stored log ends.
+    first: u64,
+    /// The time of the first event, for a resumed run: when its stored log ended.
+    offset: Duration,
+    /// The run's idempotency key prefix: its id, or for a subworkflow's run, the key of the
+    /// step that runs it.
+    key: Arc<str>,
     state: Mutex<LogState>,
     /// For the run of a subworkflow: the log of the run whose node runs it, and that
     /// node's name. Every event is also recorded there, as [`EventKind::Nested`].
@@ -226,9 +268,18 @@ struct LogState {
 }
 
 impl EventLog {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(key: Arc<str>) -> Self {
+        Self::resumed(key, 0, Duration::ZERO)
+    }
+
+    /// The log of a stored run taken up again: its first event is number `first`, at
+    /// `offset` into the run.
+    pub(crate) fn resumed(key: Arc<str>, first: u64, offset: Duration) -> Self {
         Self {
             start: Instant::now(),
+            first,
+            offset,
+            key,
             state: Mutex::new(LogState::default()),
             parent: None,
         }
@@ -236,15 +287,34 @@ impl EventLog {
 
     /// The log of a subworkflow's run, nested in the log of the run whose `node` runs it.
     pub(crate) fn nested(parent: Arc<EventLog>, node: Cow<'static, str>) -> Self {
+        let key = format!("{}/{node}", parent.key).into();
         Self {
             parent: Some((parent, node)),
-            ..Self::new()
+            ..Self::new(key)
         }
     }
 
-    /// Time since the run started.
+    /// The idempotency key prefix of the run's steps.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Time since the run started (for a resumed run: since its first part started, not
+    /// counting the time it was stopped).
     pub(crate) fn elapsed(&self) -> Duration {
-        self.start.elapsed()
+        self.offset + self.start.elapsed()
+    }
+
+    /// The sequence number the next event will get.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.first + self.lock().events.len() as u64
+    }
+
+    /// The events from sequence number `from` on (for a store).
+    pub(crate) fn since(&self, from: u64) -> Vec<Event> {
+        let state = self.lock();
+        let skip = usize::try_from(from.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        state.events.get(skip..).unwrap_or_default().to_vec()
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -269,7 +339,7 @@ impl EventLog {
                 return;
             }
             state.closed = kind.is_terminal();
-            let seq = state.events.len() as u64;
+            let seq = self.first + state.events.len() as u64;
             state.events.push(Event { seq, at, kind });
             std::mem::take(&mut state.wakers)
         };

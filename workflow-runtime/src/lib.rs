@@ -5,6 +5,7 @@
 //! with the macros.
 #![warn(missing_docs)]
 
+mod durable;
 mod events;
 mod graph;
 #[cfg(feature = "progress")]
@@ -21,6 +22,7 @@ mod workflow;
 #[doc(hidden)]
 pub mod private;
 
+pub use durable::Durable;
 pub use events::{Event, EventKind, EventStream};
 pub use graph::{
     Arm, Bound, Edge, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
@@ -28,6 +30,9 @@ pub use graph::{
 };
 pub use policy::{Backoff, Jitter, OnFailure, Policy};
 pub use report::{Progress, RunSummary, StepOutcome, StepSummary, human};
-pub use run::{Canceller, DEFAULT_MAX_STEPS, Parallelism, RunError, RunHandle, RunId, RunOptions};
+pub use run::{
+    Canceller, DEFAULT_MAX_STEPS, Parallelism, RunError, RunHandle, RunId, RunOptions,
+    idempotency_key,
+};
 pub use step::{BoxError, ErrorKind, IntoStepError, Step, StepError, StepOutput};
 pub use workflow::{SubContext, Workflow};

@@ -163,6 +163,33 @@ impl Live {
             EventKind::RunCancelled { .. } if scope.is_empty() => {
                 self.print("run cancelled".to_owned());
             }
+            _ => self.show_durable(kind, scope),
+        }
+    }
+
+    /// The events of durable runs: resumes, pauses, answers, cache hits.
+    fn show_durable(&mut self, kind: &EventKind, scope: &str) {
+        match kind {
+            EventKind::RunResumed { restored, .. } if scope.is_empty() => {
+                self.print(format!(
+                    "run resumed: {restored} nodes restored from checkpoints"
+                ));
+                self.overall.inc(u64::from(*restored));
+            }
+            EventKind::RunWaiting { node, .. } if scope.is_empty() => {
+                self.print(format!("  ‖ {node}: waiting for an answer"));
+            }
+            EventKind::Answered { node } | EventKind::CacheHit { node } => {
+                let how = if matches!(kind, EventKind::Answered { .. }) {
+                    "answered"
+                } else {
+                    "cached"
+                };
+                self.print(format!("  ✓ {scope}{node:<24} {how:>9}"));
+                if scope.is_empty() {
+                    self.overall.inc(1);
+                }
+            }
             _ => {}
         }
     }

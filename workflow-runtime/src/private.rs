@@ -288,3 +288,143 @@ pub struct Binding;
 
 /// Marks a binding as used in the generated usage check.
 pub fn used(_: &Binding) {}
+
+/// A workflow input or state that a durable run stores as JSON. Implemented for every
+/// `Serialize + DeserializeOwned` type; the parameter `X` keeps the check from happening
+/// where the workflow is declared, so that only workflows run with a store need it.
+#[diagnostic::on_unimplemented(
+    message = "a durable run stores `{Self}` as JSON, but it does not implement `serde::Serialize` and `serde::Deserialize`",
+    label = "`{Self}` must be `Serialize + Deserialize` to be stored",
+    note = "derive them on the type: `#[derive(serde::Serialize, serde::Deserialize)]`; a workflow run with a store keeps its inputs (or its state) so that the run can resume"
+)]
+pub trait Stored<X: ?Sized>: Sized {
+    /// The value as JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the value's `Serialize` impl fails.
+    fn to_stored(&self) -> Result<serde_json::Value, Error>;
+
+    /// The value from JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the JSON does not decode as `Self`.
+    fn from_stored(value: serde_json::Value) -> Result<Self, Error>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: serde::Serialize + serde::de::DeserializeOwned, X: ?Sized> Stored<X> for T {
+    fn to_stored(&self) -> Result<serde_json::Value, Error> {
+        to_json(self)
+    }
+
+    fn from_stored(value: serde_json::Value) -> Result<Self, Error> {
+        from_json(value)
+    }
+}
+
+/// A value as JSON.
+///
+/// # Errors
+///
+/// When the value's `Serialize` impl fails.
+pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|error| {
+        Error::msg(format!(
+            "cannot store a `{}` as JSON: {error}",
+            std::any::type_name::<T>()
+        ))
+        .permanent()
+    })
+}
+
+/// A value from JSON.
+///
+/// # Errors
+///
+/// When the JSON does not decode as `T`.
+pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
+    serde_json::from_value(value).map_err(|error| {
+        Error::msg(format!(
+            "the stored value is not a `{}`: {error}",
+            std::any::type_name::<T>()
+        ))
+        .permanent()
+    })
+}
+
+/// Restores a node's output from its checkpoint into its slot.
+///
+/// # Errors
+///
+/// When the JSON does not decode as the node's output type.
+pub fn restore<T: serde::de::DeserializeOwned>(
+    slot: &Slot<T>,
+    value: serde_json::Value,
+) -> Result<(), Error> {
+    fill(slot, from_json(value)?);
+    Ok(())
+}
+
+/// A node's output, for its checkpoint.
+///
+/// # Errors
+///
+/// When the slot is empty (the node has not completed) or the value does not serialize.
+pub fn save<T: serde::Serialize>(slot: &Slot<T>) -> Result<serde_json::Value, Error> {
+    to_json(input(slot)?)
+}
+
+/// What `workflow!` generates so that a workflow can run durably, with a
+/// [`Store`](crate::store::Store): its values to and from JSON, and the durable scheduler
+/// of its shape. `X` is always `()` where it is used; see [`Stored`].
+pub trait Persist<X: ?Sized>: Workflow {
+    /// The input as JSON.
+    ///
+    /// # Errors
+    ///
+    /// When it does not serialize.
+    fn save_input(input: &Self::Input) -> Result<serde_json::Value, Error>;
+
+    /// The input from JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the JSON does not decode as the input type.
+    fn load_input(value: serde_json::Value) -> Result<Self::Input, Error>;
+
+    /// The output as JSON.
+    ///
+    /// # Errors
+    ///
+    /// When it does not serialize.
+    fn save_output(output: &Self::Output) -> Result<serde_json::Value, Error>;
+
+    /// Drives a durable run to its end (or its next pause) in the calling task.
+    fn drive(
+        ctx: Arc<Self::Context>,
+        options: RunOptions,
+        run: crate::durable::DurableRun<Self::Input>,
+    ) -> crate::durable::DriveFuture<Self::Output>;
+}
+
+/// The node-level part of [`Persist`] for a dataflow workflow: its slots to and from JSON.
+pub trait PersistNodes: Compiled {
+    /// The output of a completed node, as JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the node has not completed or its output does not serialize.
+    fn save_node(run: &Self::Run, node: NodeId) -> Result<serde_json::Value, Error>;
+
+    /// Fills a node's slot from its checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// When the JSON does not decode as the node's output.
+    fn restore_node(run: &Self::Run, node: NodeId, value: serde_json::Value) -> Result<(), Error>;
+}
+
+pub use crate::durable::{DriveFuture, DurableRun, drive_dataflow, drive_state_graph};
+pub use serde_json::Value as JsonValue;

@@ -112,6 +112,8 @@ impl<W: Write> Progress<W> {
                 event.kind,
                 EventKind::StepSucceeded { .. }
                     | EventKind::StepSkipped { .. }
+                    | EventKind::Answered { .. }
+                    | EventKind::CacheHit { .. }
                     | EventKind::FallbackUsed { step: None, .. }
             ) {
                 done += 1;
@@ -171,6 +173,12 @@ fn describe(kind: &EventKind, count: &str) -> String {
         }
         EventKind::RunFailed { node, error, .. } => format!("run failed at {node}: {error}"),
         EventKind::RunCancelled { .. } => "run cancelled".to_owned(),
+        EventKind::RunResumed { workflow, restored } => {
+            format!("run of {workflow} resumed ({restored} nodes restored from checkpoints)")
+        }
+        EventKind::RunWaiting { node, .. } => format!("|| {node}: waiting for an answer"),
+        EventKind::Answered { node } => format!("ok {node:<20} answered  {count}"),
+        EventKind::CacheHit { node } => format!("ok {node:<20}    cached  {count}"),
     }
 }
 

@@ -22,11 +22,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::events::{EventKind, EventLog, EventStream};
-use crate::graph::{Graph, Next, NodeDef, NodeId, Target};
+use crate::events::{Event, EventKind, EventLog, EventStream};
+use crate::graph::{Graph, Next, NodeDef, NodeId, StateGraphDef, Target};
 use crate::policy::{OnFailure, Policy};
 use crate::private::{Compiled, CompiledStateGraph, StateFuture};
 use crate::step::StepError;
+use crate::store::{
+    Checkpoint, RunStatus, StateCheckpoint, Store, StoreError, StoreFuture, Timestamp,
+};
 
 /// How many node executions a run of a state graph may make before it fails with
 /// [`RunError::StepLimit`], unless [`RunOptions::max_steps`] says otherwise.
@@ -245,6 +248,44 @@ pub enum RunError {
         /// The node that would have run next.
         node: &'static str,
     },
+    /// The store of a durable run failed; the run stays stored as it was (running, so it
+    /// can resume once the store works again).
+    Store(StoreError),
+    /// A durable run reached a pause node and waits for outside input: not a failure. The
+    /// run is stored as waiting with the request; answer it to go on.
+    Waiting {
+        /// The pause node.
+        node: &'static str,
+        /// What the run asks for, as JSON.
+        request: serde_json::Value,
+    },
+    /// A stored run cannot be taken up (resumed or answered) by this program.
+    NotResumable {
+        /// The run.
+        run: RunId,
+        /// Why not.
+        reason: String,
+    },
+    /// The workflow changed since the run started: its graph's structural hash differs
+    /// from the one stored with the run, so resuming would mix two versions.
+    GraphChanged {
+        /// The run.
+        run: RunId,
+        /// The workflow.
+        workflow: String,
+        /// The hash stored with the run.
+        stored: String,
+        /// The hash of the workflow in this program.
+        current: String,
+    },
+    /// A value given to or stored for a durable run does not have the type it must have
+    /// (an input, a checkpoint, an answer to a pause); nothing was changed.
+    Decode {
+        /// What the value is.
+        what: String,
+        /// Why it does not decode.
+        error: String,
+    },
     /// The runtime broke one of its own invariants (a bug; please report it).
     Internal(String),
 }
@@ -269,6 +310,22 @@ impl fmt::Display for RunError {
                 f,
                 "the run reached its limit of {limit} steps before `END` (next was `{node}`): bound the loop that keeps it going, or raise the limit with `RunOptions::max_steps`"
             ),
+            Self::Store(error) => write!(f, "{error}"),
+            Self::Waiting { node, .. } => write!(
+                f,
+                "the run is waiting for an answer to its pause `{node}` (it is stored; answer it to go on)"
+            ),
+            Self::NotResumable { run, reason } => write!(f, "run {run} cannot resume: {reason}"),
+            Self::GraphChanged {
+                run,
+                workflow,
+                stored,
+                current,
+            } => write!(
+                f,
+                "run {run} was started by a different version of `{workflow}` (graph hash {stored}, this program has {current}): it cannot resume under the changed graph; finish it with the program that started it, or start a new run"
+            ),
+            Self::Decode { what, error } => write!(f, "{what} has the wrong type: {error}"),
             Self::Internal(message) => write!(f, "internal error: {message}"),
         }
     }
@@ -278,8 +335,15 @@ impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Step { source, .. } => Some(source.as_dyn_error()),
+            Self::Store(error) => Some(error),
             _ => None,
         }
+    }
+}
+
+impl From<StoreError> for RunError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
     }
 }
 
@@ -430,11 +494,51 @@ struct StepScope {
 }
 
 /// The log of a new run: nested in the current step's run when called from inside a step.
-fn run_log() -> Arc<EventLog> {
+fn run_log(id: RunId) -> Arc<EventLog> {
     let log = CURRENT_STEP
         .try_with(|scope| EventLog::nested(Arc::clone(&scope.log), scope.node.into()))
-        .unwrap_or_else(|_| EventLog::new());
+        .unwrap_or_else(|_| EventLog::new(id.to_string().into()));
     Arc::new(log)
+}
+
+/// The idempotency key of the step being executed: `<run id>/<node>` (for a step of a
+/// subworkflow, `<run id>/<node>/<inner node>`), or `None` outside a step.
+///
+/// The key is the same on every attempt of the node and after the run resumes from its
+/// store, so a step can hand it to an outside system (a payment API, an email service)
+/// that deduplicates requests: a node that runs again after a crash (at-least-once) then
+/// has its effect once.
+///
+/// # Examples
+///
+/// ```
+/// use workflow::prelude::*;
+///
+/// #[step]
+/// fn charge(amount: &u32) -> String {
+///     let key = workflow::idempotency_key().expect("inside a step");
+///     format!("charge {amount} with key {key}")
+/// }
+///
+/// workflow! {
+///     /// Charges once.
+///     pub Pay(amount: u32) -> String {
+///         charge(amount)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let handle = Pay::new().start(5);
+/// let id = handle.id();
+/// assert_eq!(handle.await.unwrap(), format!("charge 5 with key {id}/charge"));
+/// assert_eq!(workflow::idempotency_key(), None);
+/// # }
+/// ```
+pub fn idempotency_key() -> Option<String> {
+    CURRENT_STEP
+        .try_with(|scope| format!("{}/{}", scope.log.key(), scope.node))
+        .ok()
 }
 
 /// Runs a workflow to completion in the calling task.
@@ -443,12 +547,14 @@ pub(crate) async fn run<W: Compiled>(
     options: RunOptions,
     input: W::Input,
 ) -> Result<W::Output, RunError> {
+    let id = RunId::new();
     drive::<W>(
-        RunId::new(),
+        id,
         W::new_run(ctx, input),
         options,
-        run_log(),
+        run_log(id),
         Canceller::default(),
+        None,
     )
     .await
 }
@@ -459,13 +565,15 @@ pub(crate) async fn run_state<W: CompiledStateGraph>(
     options: RunOptions,
     state: W::State,
 ) -> Result<W::State, RunError> {
+    let id = RunId::new();
     drive_state::<W>(
-        RunId::new(),
+        id,
         ctx,
-        state,
+        Walk::start(state),
         options,
-        run_log(),
+        run_log(id),
         Canceller::default(),
+        None,
     )
     .await
 }
@@ -482,7 +590,7 @@ pub(crate) fn start<W: Compiled>(
 ) -> RunHandle<W::Output> {
     let run = W::new_run(Arc::clone(ctx), input);
     let options = options.clone();
-    spawn(|id, log, cancel| drive::<W>(id, run, options, log, cancel))
+    spawn(|id, log, cancel| drive::<W>(id, run, options, log, cancel, None))
 }
 
 /// Starts a state graph in a new tokio task.
@@ -497,7 +605,9 @@ pub(crate) fn start_state<W: CompiledStateGraph>(
 ) -> RunHandle<W::State> {
     let ctx = Arc::clone(ctx);
     let options = options.clone();
-    spawn(|id, log, cancel| drive_state::<W>(id, ctx, state, options, log, cancel))
+    spawn(|id, log, cancel| {
+        drive_state::<W>(id, ctx, Walk::start(state), options, log, cancel, None)
+    })
 }
 
 /// Spawns a run, detached from any step it is started from.
@@ -507,7 +617,20 @@ where
     O: Send + 'static,
 {
     let id = RunId::new();
-    let log = Arc::new(EventLog::new());
+    let log = Arc::new(EventLog::new(id.to_string().into()));
+    spawn_with(id, log, drive)
+}
+
+/// Spawns a run whose id and log exist already.
+pub(crate) fn spawn_with<O, F>(
+    id: RunId,
+    log: Arc<EventLog>,
+    drive: impl FnOnce(RunId, Arc<EventLog>, Canceller) -> F,
+) -> RunHandle<O>
+where
+    F: Future<Output = Result<O, RunError>> + Send + 'static,
+    O: Send + 'static,
+{
     let cancel = Canceller::default();
     let join = tokio::spawn(drive(id, Arc::clone(&log), cancel.clone()));
     RunHandle {
@@ -550,14 +673,88 @@ type Completion = (NodeId, Result<Finished, Failure>);
 /// A node that ended without failing the run.
 enum Finished {
     /// Its output exists (from the step or its fallback).
-    Done,
+    Done(Done),
     /// It failed and its policy skips it.
     Skipped,
+}
+
+/// How a node's output came to exist.
+#[derive(Clone, Copy)]
+struct Done {
+    /// In a durable run, the `step_succeeded` event to emit (attempt number, duration):
+    /// the scheduler emits it when it writes the node's checkpoint, so that the event and
+    /// the checkpoint are stored together. `None` when the event was emitted already, or
+    /// when no attempt succeeded (a fallback value).
+    success: Option<(u32, Duration)>,
+    /// The attempts made (the step's, and its fallback step's).
+    attempts: u32,
+    /// When the first attempt started, in a durable run.
+    started: Option<Timestamp>,
 }
 
 /// A node that failed the run: the step that failed (the node's, or its fallback step) and
 /// its error.
 type Failure = (&'static str, StepError);
+
+/// Writes a durable run's progress to its store.
+pub(crate) struct Recorder {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) id: RunId,
+    /// The sequence number of the first event not yet stored.
+    pub(crate) saved: u64,
+}
+
+impl Recorder {
+    /// Runs one store write with the events not yet stored; they count as stored once it
+    /// succeeds.
+    async fn write<'a>(
+        &'a mut self,
+        log: &EventLog,
+        write: impl FnOnce(&'a dyn Store, RunId, Vec<Event>) -> StoreFuture<'a, ()>,
+    ) -> Result<(), RunError> {
+        let events = log.since(self.saved);
+        let next = self.saved + events.len() as u64;
+        write(&*self.store, self.id, events)
+            .await
+            .map_err(RunError::Store)?;
+        self.saved = next;
+        Ok(())
+    }
+
+    /// Stores how the run ended, with its last events. A run whose store failed is left
+    /// as it is stored (running, so it can resume).
+    pub(crate) async fn finish<O>(
+        mut self,
+        log: &EventLog,
+        result: Result<O, RunError>,
+        save_output: impl FnOnce(&O) -> Result<serde_json::Value, StepError>,
+    ) -> Result<O, RunError> {
+        let (status, output, error) = match &result {
+            Ok(output) => match save_output(output) {
+                Ok(json) => (RunStatus::Succeeded, Some(json), None),
+                Err(error) => (RunStatus::Failed, None, Some(error.to_string())),
+            },
+            Err(RunError::Store(_) | RunError::Waiting { .. }) => return result,
+            Err(RunError::Cancelled) => (RunStatus::Cancelled, None, None),
+            Err(error) => (RunStatus::Failed, None, Some(error.to_string())),
+        };
+        self.write(log, |store, id, events| {
+            store.finish_run(id, status, output, error, events)
+        })
+        .await?;
+        result
+    }
+}
+
+/// What a dataflow run needs to be durable: its recorder, how to serialize a node's
+/// output, and which nodes were restored from their checkpoints.
+pub(crate) struct Durability<'a, R> {
+    pub(crate) recorder: &'a mut Recorder,
+    pub(crate) save: fn(&R, NodeId) -> Result<serde_json::Value, StepError>,
+    pub(crate) restored: Vec<bool>,
+    /// Whether the run is taken up again from its store.
+    pub(crate) resumed: bool,
+}
 
 /// The steps in flight of one run.
 enum InFlight<F> {
@@ -609,16 +806,17 @@ impl<F: Future<Output = Completion> + Send + 'static> InFlight<F> {
     }
 }
 
-async fn drive<W: Compiled>(
+pub(crate) async fn drive<W: Compiled>(
     id: RunId,
     run: W::Run,
     options: RunOptions,
     log: Arc<EventLog>,
     cancel: Canceller,
+    durable: Option<Durability<'_, W::Run>>,
 ) -> Result<W::Output, RunError> {
     let graph = W::graph();
     let span = run_span(graph, id);
-    let result = drive_graph::<W>(graph, Arc::new(run), options, log, cancel)
+    let result = drive_graph::<W>(graph, Arc::new(run), options, log, cancel, durable)
         .instrument(span.clone())
         .await;
     span.record("outcome", outcome(&result));
@@ -631,16 +829,27 @@ async fn drive_graph<W: Compiled>(
     options: RunOptions,
     log: Arc<EventLog>,
     cancel: Canceller,
+    mut durable: Option<Durability<'_, W::Run>>,
 ) -> Result<W::Output, RunError> {
-    log.emit(EventKind::RunStarted {
-        workflow: graph.name.into(),
-    });
-    let mut nodes = Readiness::new(graph);
+    let restored = durable.as_ref().map_or(&[][..], |d| d.restored.as_slice());
+    let mut nodes = Readiness::new(graph, restored);
+    if durable.as_ref().is_some_and(|d| d.resumed) {
+        let count = restored.iter().filter(|&&done| done).count();
+        log.emit(EventKind::RunResumed {
+            workflow: graph.name.into(),
+            restored: u32::try_from(count).unwrap_or(u32::MAX),
+        });
+    } else {
+        log.emit(EventKind::RunStarted {
+            workflow: graph.name.into(),
+        });
+    }
     let limit = options
         .max_concurrency
         .map_or(usize::MAX, NonZeroUsize::get);
     let mut in_flight = InFlight::new(options.parallelism);
     let seed = options.run_seed();
+    let is_durable = durable.is_some();
     let mut deadline = Deadline::new(options.deadline);
     loop {
         while in_flight.len() < limit {
@@ -649,8 +858,14 @@ async fn drive_graph<W: Compiled>(
             };
             // A step task's spans are children of the run's span, on whichever thread.
             in_flight.push(
-                node_attempts::<W>(Arc::clone(&run), graph, node, Arc::clone(&log), seed)
-                    .instrument(tracing::Span::current()),
+                node_attempts::<W>(
+                    Arc::clone(&run),
+                    graph,
+                    node,
+                    Arc::clone(&log),
+                    (seed, is_durable),
+                )
+                .instrument(tracing::Span::current()),
             );
         }
         if in_flight.len() == 0 {
@@ -674,22 +889,18 @@ async fn drive_graph<W: Compiled>(
             }
             completion = in_flight.next() => completion,
         };
-        let failure = match completion {
-            Some(Ok((node, Ok(Finished::Done)))) => {
-                nodes.done(node);
-                continue;
-            }
-            Some(Ok((node, Ok(Finished::Skipped)))) => {
-                nodes.skip(node, &log);
-                continue;
-            }
-            Some(Ok((node, Err((step, source))))) => RunError::Step {
-                node: graph.node(node).name,
-                step,
-                source,
-            },
-            Some(Err(error)) => error,
-            None => RunError::Internal("no step in flight".to_owned()),
+        let failure = settle::<W>(
+            graph,
+            &run,
+            completion,
+            &mut in_flight,
+            &mut nodes,
+            &log,
+            durable.as_mut(),
+        )
+        .await;
+        let Some(failure) = failure else {
+            continue;
         };
         in_flight.shutdown().await;
         let (node, error) = match &failure {
@@ -720,6 +931,108 @@ async fn drive_graph<W: Compiled>(
     Ok(output)
 }
 
+/// Takes in a node completion, and every other one already at hand in a durable run: marks
+/// their dependents ready, skips what their policies skip, and in a durable run stores
+/// their checkpoints in one transaction before anything depends on them. Returns the
+/// error that fails the run, if any.
+async fn settle<W: Compiled>(
+    graph: &'static Graph,
+    run: &Arc<W::Run>,
+    completion: Option<Result<Completion, RunError>>,
+    in_flight: &mut InFlight<impl Future<Output = Completion> + Send + 'static>,
+    nodes: &mut Readiness,
+    log: &EventLog,
+    mut durable: Option<&mut Durability<'_, W::Run>>,
+) -> Option<RunError> {
+    let mut completions = vec![completion];
+    if durable.is_some() {
+        // Every completion already at hand goes into one store transaction.
+        while let Some(Some(more)) = in_flight.next().now_or_never() {
+            completions.push(Some(more));
+        }
+    }
+    let mut failure = None;
+    let mut batch = Vec::new();
+    for completion in completions {
+        match completion {
+            Some(Ok((node, Ok(Finished::Done(done))))) => match &durable {
+                Some(durable) => match checkpoint(graph, &**run, node, done, durable.save, log) {
+                    Ok(checkpoint) => batch.push((node, checkpoint)),
+                    Err(error) => {
+                        failure.get_or_insert(error);
+                    }
+                },
+                None => nodes.done(node),
+            },
+            Some(Ok((node, Ok(Finished::Skipped)))) => nodes.skip(node, log),
+            Some(Ok((node, Err((step, source))))) => {
+                failure.get_or_insert(RunError::Step {
+                    node: graph.node(node).name,
+                    step,
+                    source,
+                });
+            }
+            Some(Err(error)) => {
+                failure.get_or_insert(error);
+            }
+            None => {
+                failure.get_or_insert(RunError::Internal("no step in flight".to_owned()));
+            }
+        }
+    }
+    if let Some(durable) = &mut durable
+        && !batch.is_empty()
+    {
+        let (done, checkpoints): (Vec<NodeId>, Vec<Checkpoint>) = batch.into_iter().unzip();
+        let written = durable
+            .recorder
+            .write(log, |store, id, events| {
+                store.checkpoint(id, checkpoints, events)
+            })
+            .await;
+        match written {
+            Ok(()) => done.into_iter().for_each(|node| nodes.done(node)),
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    failure
+}
+
+/// The checkpoint of a node that completed in a durable run; emits its `step_succeeded`
+/// event, which the checkpoint's transaction stores.
+fn checkpoint<R>(
+    graph: &'static Graph,
+    run: &R,
+    node: NodeId,
+    done: Done,
+    save: fn(&R, NodeId) -> Result<serde_json::Value, StepError>,
+    log: &EventLog,
+) -> Result<Checkpoint, RunError> {
+    let def = graph.node(node);
+    let output = save(run, node).map_err(|source| RunError::Step {
+        node: def.name,
+        step: def.step,
+        source,
+    })?;
+    if let Some((attempt, duration)) = done.success {
+        log.emit(EventKind::StepSucceeded {
+            node: def.name.into(),
+            attempt,
+            duration,
+        });
+    }
+    let finished_at = Timestamp::now();
+    Ok(Checkpoint {
+        node: def.name.to_owned(),
+        output,
+        attempts: done.attempts,
+        started_at: done.started.unwrap_or(finished_at),
+        finished_at,
+    })
+}
+
 /// Which nodes of a dataflow run may start: how many inputs each one still waits for, and
 /// which were skipped.
 struct Readiness {
@@ -731,12 +1044,23 @@ struct Readiness {
 }
 
 impl Readiness {
-    fn new(graph: &'static Graph) -> Self {
+    /// The nodes of a run in which the nodes marked in `restored` have completed already.
+    fn new(graph: &'static Graph, restored: &[bool]) -> Self {
+        let restored = |node: NodeId| restored.get(node.0).copied().unwrap_or(false);
+        let waiting_for: Vec<usize> = graph
+            .nodes
+            .iter()
+            .map(|n| n.deps.iter().filter(|&&dep| !restored(dep)).count())
+            .collect();
+        let ready = (0..graph.nodes.len())
+            .map(NodeId)
+            .filter(|&node| waiting_for[node.0] == 0 && !restored(node))
+            .collect();
         Self {
             graph,
-            waiting_for: graph.nodes.iter().map(|n| n.deps.len()).collect(),
+            waiting_for,
             skipped: vec![false; graph.nodes.len()],
-            ready: graph.roots().collect(),
+            ready,
         }
     }
 
@@ -787,19 +1111,31 @@ impl Readiness {
 }
 
 /// Runs one node of a dataflow workflow: its attempts, then, if they fail, what its
-/// failure policy says.
+/// failure policy says. `(seed, durable)`: the run's jitter seed, and whether the
+/// scheduler emits `step_succeeded` with the node's checkpoint.
 async fn node_attempts<W: Compiled>(
     run: Arc<W::Run>,
     graph: &'static Graph,
     node: NodeId,
     log: Arc<EventLog>,
-    seed: u64,
+    (seed, durable): (u64, bool),
 ) -> Completion {
     let def = graph.node(node);
     let jitter = (seed, node.0 as u64);
-    let (result, made) = attempts(Attempts::of(def), &log, jitter, |_| W::node(&run, node)).await;
+    let started = durable.then(Timestamp::now);
+    let done = |made: u32, success: Option<(u32, Duration)>| {
+        Finished::Done(Done {
+            success: success.filter(|_| durable),
+            attempts: made,
+            started,
+        })
+    };
+    let (result, made, duration) = attempts(Attempts::of(def), &log, jitter, !durable, |_| {
+        W::node(&run, node)
+    })
+    .await;
     let Err(error) = result else {
-        return (node, Ok(Finished::Done));
+        return (node, Ok(done(made, Some((made, duration)))));
     };
     let outcome = match def.on_failure {
         OnFailure::Fail => Err((def.step, error)),
@@ -811,7 +1147,7 @@ async fn node_attempts<W: Compiled>(
             });
             W::fallback(&run, node)
                 .await
-                .map(|()| Finished::Done)
+                .map(|()| done(made, None))
                 .map_err(|error| (def.step, error))
         }
         OnFailure::FallbackStep { step, policy } => {
@@ -827,9 +1163,12 @@ async fn node_attempts<W: Compiled>(
             };
             // A salt of its own, so the fallback's delays do not repeat the node's.
             let jitter = (seed, jitter.1 | 1 << 63);
-            let (result, _) = attempts(fallback, &log, jitter, |_| W::fallback(&run, node)).await;
+            let (result, more, duration) = attempts(fallback, &log, jitter, !durable, |_| {
+                W::fallback(&run, node)
+            })
+            .await;
             result
-                .map(|()| Finished::Done)
+                .map(|()| done(made + more, Some((made + more, duration))))
                 .map_err(|error| (step, error))
         }
     };
@@ -869,13 +1208,16 @@ impl Attempts {
 
 /// Runs the attempts of one step of a node, with its timeout and retries, each in a
 /// `tracing` span; `attempt_future` makes the future of attempt number `n` (from 1).
-/// Returns the result and how many attempts were made.
+/// Emits the attempts' events, except `step_succeeded` when `emit_success` is false (a
+/// durable run emits it with the node's checkpoint). Returns the result, how many attempts
+/// were made, and how long the last one took.
 async fn attempts<T, F, Fut>(
     who: Attempts,
     log: &Arc<EventLog>,
     jitter: (u64, u64),
+    emit_success: bool,
     mut attempt_future: F,
-) -> (Result<T, StepError>, u32)
+) -> (Result<T, StepError>, u32, Duration)
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, StepError>>,
@@ -934,12 +1276,14 @@ where
         let duration = started.elapsed();
         match result {
             Ok(value) => {
-                log.emit(EventKind::StepSucceeded {
-                    node: node.into(),
-                    attempt: number,
-                    duration,
-                });
-                return (Ok(value), attempt);
+                if emit_success {
+                    log.emit(EventKind::StepSucceeded {
+                        node: node.into(),
+                        attempt: number,
+                        duration,
+                    });
+                }
+                return (Ok(value), attempt, duration);
             }
             Err(error) if retry => {
                 let delay = policy.jittered_delay_before(attempt + 1, draw(jitter, attempt));
@@ -959,32 +1303,74 @@ where
                     error: error.to_string(),
                     duration,
                 });
-                return (Err(error), attempt);
+                return (Err(error), attempt, duration);
             }
         }
     }
 }
 
-async fn drive_state<W: CompiledStateGraph>(
+/// Where a run of a state graph starts: its state and, for a resumed run, its loop
+/// counters, step count and next node.
+pub(crate) struct Walk<S> {
+    pub(crate) state: S,
+    /// Per node, how many times its route was taken.
+    pub(crate) rounds: Vec<u32>,
+    /// How many nodes have completed.
+    pub(crate) steps: u32,
+    /// The node to run next; `None` for the graph's start.
+    pub(crate) next: Option<Target>,
+    /// Whether the run is taken up again from its store.
+    pub(crate) resumed: bool,
+}
+
+impl<S> Walk<S> {
+    /// A new run from `state`.
+    pub(crate) fn start(state: S) -> Self {
+        Self {
+            state,
+            rounds: Vec::new(),
+            steps: 0,
+            next: None,
+            resumed: false,
+        }
+    }
+}
+
+/// What a run of a state graph needs to be durable: its recorder and how to serialize
+/// its state.
+pub(crate) struct StateDurability<'a, S> {
+    pub(crate) recorder: &'a mut Recorder,
+    pub(crate) save: fn(&S) -> Result<serde_json::Value, StepError>,
+}
+
+pub(crate) async fn drive_state<W: CompiledStateGraph>(
     id: RunId,
     ctx: Arc<W::Context>,
-    state: W::State,
+    walk: Walk<W::State>,
     options: RunOptions,
     log: Arc<EventLog>,
     cancel: Canceller,
+    durable: Option<StateDurability<'_, W::State>>,
 ) -> Result<W::State, RunError> {
     let graph = W::graph();
     let span = run_span(graph, id);
     let result = async {
-        log.emit(EventKind::RunStarted {
-            workflow: graph.name.into(),
-        });
+        if walk.resumed {
+            log.emit(EventKind::RunResumed {
+                workflow: graph.name.into(),
+                restored: walk.steps,
+            });
+        } else {
+            log.emit(EventKind::RunStarted {
+                workflow: graph.name.into(),
+            });
+        }
         let mut deadline = Deadline::new(options.deadline);
         let result = tokio::select! {
             biased;
             () = cancel.cancelled() => Err(RunError::Cancelled),
             error = deadline.expired() => Err(error),
-            result = walk::<W>(graph, &ctx, state, &options, &log) => result,
+            result = walk_graph::<W>(graph, &ctx, walk, &options, &log, durable) => result,
         };
         match &result {
             Ok(_) => log.emit(EventKind::RunFinished {
@@ -1036,13 +1422,15 @@ fn outcome<T>(result: &Result<T, RunError>) -> &'static str {
     }
 }
 
-/// Walks a state graph from its start to `END`, one node at a time.
-async fn walk<W: CompiledStateGraph>(
+/// Walks a state graph from where `walk` says to `END`, one node at a time; in a durable
+/// run, stores the state after every node.
+async fn walk_graph<W: CompiledStateGraph>(
     graph: &'static Graph,
     ctx: &Arc<W::Context>,
-    mut state: W::State,
+    walk: Walk<W::State>,
     options: &RunOptions,
     log: &Arc<EventLog>,
+    mut durable: Option<StateDurability<'_, W::State>>,
 ) -> Result<W::State, RunError> {
     let max_steps = options.max_steps;
     let seed = options.run_seed();
@@ -1052,9 +1440,15 @@ async fn walk<W: CompiledStateGraph>(
             graph.name
         )));
     };
-    let mut rounds = vec![0_u32; graph.nodes.len()];
-    let mut steps = 0_u32;
-    let mut current = Target::Node(def.start);
+    let Walk {
+        mut state,
+        mut rounds,
+        mut steps,
+        next,
+        ..
+    } = walk;
+    rounds.resize(graph.nodes.len(), 0);
+    let mut current = next.unwrap_or(Target::Node(def.start));
     while let Target::Node(node) = current {
         let node_def = graph.node(node);
         if steps >= max_steps {
@@ -1069,21 +1463,28 @@ async fn walk<W: CompiledStateGraph>(
         let retries = node_def.policy.retries;
         let mut kept = Some(state);
         let jitter = (seed, (u64::from(steps) << 32) | node.0 as u64);
-        let (result, _) = attempts(Attempts::of(node_def), log, jitter, |attempt| {
-            let state = if attempt <= retries {
-                kept.clone()
-            } else {
-                kept.take()
-            };
-            if let Some(state) = state {
-                W::node(ctx, node, state)
-            } else {
-                let lost: StateFuture<W::State> = Box::pin(std::future::ready(Err(
-                    StepError::msg("internal error: the state was used up"),
-                )));
-                lost
-            }
-        })
+        let started = durable.is_some().then(Timestamp::now);
+        let (result, made, duration) = attempts(
+            Attempts::of(node_def),
+            log,
+            jitter,
+            durable.is_none(),
+            |attempt| {
+                let state = if attempt <= retries {
+                    kept.clone()
+                } else {
+                    kept.take()
+                };
+                if let Some(state) = state {
+                    W::node(ctx, node, state)
+                } else {
+                    let lost: StateFuture<W::State> = Box::pin(std::future::ready(Err(
+                        StepError::msg("internal error: the state was used up"),
+                    )));
+                    lost
+                }
+            },
+        )
         .await;
         let taken;
         (state, taken) = result.map_err(|source| RunError::Step {
@@ -1091,45 +1492,89 @@ async fn walk<W: CompiledStateGraph>(
             step: node_def.step,
             source,
         })?;
-        current = match def.next.get(node.0) {
-            Some(Next::Goto { target }) => *target,
-            Some(Next::Route { arms, bound }) => {
-                rounds[node.0] += 1;
-                let Some(arm) = arms.get(taken) else {
-                    return Err(RunError::Internal(format!(
-                        "no arm {taken} in `{}`",
-                        node_def.name
-                    )));
-                };
-                match bound {
-                    Some(bound) if arm.loops && rounds[node.0] >= bound.max => {
-                        log.emit(EventKind::LoopBoundHit {
-                            node: node_def.name.into(),
-                            max: bound.max,
-                            arm: arm.pattern.into(),
-                            to: target_name(graph, bound.target).into(),
-                        });
-                        bound.target
-                    }
-                    _ => {
-                        log.emit(EventKind::Routed {
-                            node: node_def.name.into(),
-                            arm: arm.pattern.into(),
-                            to: target_name(graph, arm.target).into(),
-                        });
-                        arm.target
-                    }
-                }
-            }
-            None => {
-                return Err(RunError::Internal(format!(
-                    "no way on from `{}`",
-                    node_def.name
-                )));
-            }
-        };
+        if durable.is_some() {
+            log.emit(EventKind::StepSucceeded {
+                node: node_def.name.into(),
+                attempt: made,
+                duration,
+            });
+        }
+        current = route(graph, def, node, taken, &mut rounds, log)?;
+        if let Some(durable) = &mut durable {
+            let checkpoint = StateCheckpoint {
+                step: steps,
+                node: node_def.name.to_owned(),
+                state: (durable.save)(&state).map_err(|source| RunError::Step {
+                    node: node_def.name,
+                    step: node_def.step,
+                    source,
+                })?,
+                rounds: rounds.clone(),
+                next: match current {
+                    Target::Node(next) => Some(graph.node(next).name.to_owned()),
+                    Target::End => None,
+                },
+                attempts: made,
+                started_at: started.unwrap_or_else(Timestamp::now),
+                finished_at: Timestamp::now(),
+            };
+            durable
+                .recorder
+                .write(log, |store, id, events| {
+                    store.save_state(id, checkpoint, events)
+                })
+                .await?;
+        }
     }
     Ok(state)
+}
+
+/// Where a state graph goes after `node` took arm `taken` (0 for a plain edge); counts the
+/// route's rounds and emits `routed` or `loop_bound_hit`.
+fn route(
+    graph: &'static Graph,
+    def: &StateGraphDef,
+    node: NodeId,
+    taken: usize,
+    rounds: &mut [u32],
+    log: &EventLog,
+) -> Result<Target, RunError> {
+    let node_def = graph.node(node);
+    match def.next.get(node.0) {
+        Some(Next::Goto { target }) => Ok(*target),
+        Some(Next::Route { arms, bound }) => {
+            rounds[node.0] += 1;
+            let Some(arm) = arms.get(taken) else {
+                return Err(RunError::Internal(format!(
+                    "no arm {taken} in `{}`",
+                    node_def.name
+                )));
+            };
+            Ok(match bound {
+                Some(bound) if arm.loops && rounds[node.0] >= bound.max => {
+                    log.emit(EventKind::LoopBoundHit {
+                        node: node_def.name.into(),
+                        max: bound.max,
+                        arm: arm.pattern.into(),
+                        to: target_name(graph, bound.target).into(),
+                    });
+                    bound.target
+                }
+                _ => {
+                    log.emit(EventKind::Routed {
+                        node: node_def.name.into(),
+                        arm: arm.pattern.into(),
+                        to: target_name(graph, arm.target).into(),
+                    });
+                    arm.target
+                }
+            })
+        }
+        None => Err(RunError::Internal(format!(
+            "no way on from `{}`",
+            node_def.name
+        ))),
+    }
 }
 
 fn target_name(graph: &'static Graph, target: Target) -> &'static str {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::graph::Graph;
+use crate::run::RunOptions;
 
 /// What `workflow!` generates: a typed workflow with a static graph.
 ///
@@ -19,6 +20,12 @@ pub trait Workflow: Send + Sync + 'static {
 
     /// The static description of the workflow: nodes, edges, policies.
     fn graph() -> &'static Graph;
+
+    /// The context its runs share.
+    fn context(&self) -> &Arc<Self::Context>;
+
+    /// The options of the runs it starts.
+    fn options(&self) -> &RunOptions;
 }
 
 /// Hands a subworkflow its context: a workflow with context `Self` runs, as one of its

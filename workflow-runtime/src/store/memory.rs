@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
-    Checkpoint, RunRecord, RunStatus, Store, StoreError, StoreFuture, Timestamp, check_sequence,
+    Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store, StoreError,
+    StoreFuture, Timestamp, check_sequence,
 };
 use crate::events::Event;
 use crate::run::RunId;
@@ -19,7 +20,32 @@ pub struct MemoryStore {
 struct Entry {
     record: RunRecord,
     checkpoints: Vec<Checkpoint>,
+    /// The latest state checkpoint of a state graph.
+    state: Option<StateCheckpoint>,
+    /// The interrupt the run waits on, while it is waiting.
+    interrupt: Option<Interrupt>,
     events: Vec<Event>,
+}
+
+impl Entry {
+    /// Checks that none of `checkpoints` is completed already, or in the batch twice.
+    fn check_new(&self, checkpoints: &[Checkpoint]) -> Result<(), StoreError> {
+        for (i, checkpoint) in checkpoints.iter().enumerate() {
+            let mut done = self.checkpoints.iter().chain(&checkpoints[..i]);
+            if done.any(|c| c.node == checkpoint.node) {
+                return Err(StoreError::AlreadyCompleted {
+                    run: self.record.id,
+                    node: checkpoint.node.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `events` continue the log.
+    fn check_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        check_sequence(self.record.id, self.events.len() as u64, events)
+    }
 }
 
 impl MemoryStore {
@@ -69,6 +95,8 @@ impl Store for MemoryStore {
                     slot.insert(Entry {
                         record: run,
                         checkpoints: Vec::new(),
+                        state: None,
+                        interrupt: None,
                         events: Vec::new(),
                     });
                     Ok(())
@@ -81,7 +109,7 @@ impl Store for MemoryStore {
     fn append_events(&self, run: RunId, events: Vec<Event>) -> StoreFuture<'_, ()> {
         let result = self.with_run(run, |entry| {
             open(entry)?;
-            check_sequence(run, entry.events.len() as u64, &events)?;
+            entry.check_events(&events)?;
             entry.events.extend(events);
             Ok(())
         });
@@ -91,20 +119,97 @@ impl Store for MemoryStore {
     fn checkpoint(
         &self,
         run: RunId,
-        checkpoint: Checkpoint,
+        checkpoints: Vec<Checkpoint>,
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()> {
         let result = self.with_run(run, |entry| {
             open(entry)?;
-            if entry.checkpoints.iter().any(|c| c.node == checkpoint.node) {
-                return Err(StoreError::AlreadyCompleted {
+            entry.check_new(&checkpoints)?;
+            entry.check_events(&events)?;
+            entry.checkpoints.extend(checkpoints);
+            entry.events.extend(events);
+            entry.record.updated_at = Timestamp::now();
+            Ok(())
+        });
+        ready(result)
+    }
+
+    fn save_state(
+        &self,
+        run: RunId,
+        state: StateCheckpoint,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()> {
+        let result = self.with_run(run, |entry| {
+            open(entry)?;
+            entry.check_events(&events)?;
+            entry.state = Some(state);
+            entry.events.extend(events);
+            entry.record.updated_at = Timestamp::now();
+            Ok(())
+        });
+        ready(result)
+    }
+
+    fn state(&self, run: RunId) -> StoreFuture<'_, Option<StateCheckpoint>> {
+        let result = self.with_run(run, |entry| Ok(entry.state.clone()));
+        ready(result)
+    }
+
+    fn suspend(&self, run: RunId, interrupt: Interrupt, events: Vec<Event>) -> StoreFuture<'_, ()> {
+        let result = self.with_run(run, |entry| {
+            open(entry)?;
+            entry.check_events(&events)?;
+            entry.events.extend(events);
+            entry.interrupt = Some(interrupt);
+            entry.record.status = RunStatus::Waiting;
+            entry.record.updated_at = Timestamp::now();
+            Ok(())
+        });
+        ready(result)
+    }
+
+    fn interrupt(&self, run: RunId) -> StoreFuture<'_, Option<Interrupt>> {
+        let result = self.with_run(run, |entry| {
+            Ok(match entry.record.status {
+                RunStatus::Waiting => entry.interrupt.clone(),
+                _ => None,
+            })
+        });
+        ready(result)
+    }
+
+    fn answer(
+        &self,
+        run: RunId,
+        node: String,
+        progress: Progress,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()> {
+        let result = self.with_run(run, |entry| {
+            let status = entry.record.status;
+            let waiting = match &entry.interrupt {
+                Some(interrupt) if status == RunStatus::Waiting => &interrupt.node,
+                _ => return Err(StoreError::NotWaiting { run, status }),
+            };
+            if *waiting != node {
+                return Err(StoreError::WrongInterrupt {
                     run,
-                    node: checkpoint.node,
+                    waiting: waiting.clone(),
+                    got: node,
                 });
             }
-            check_sequence(run, entry.events.len() as u64, &events)?;
-            entry.checkpoints.push(checkpoint);
+            if let Progress::Nodes(checkpoints) = &progress {
+                entry.check_new(checkpoints)?;
+            }
+            entry.check_events(&events)?;
+            match progress {
+                Progress::Nodes(checkpoints) => entry.checkpoints.extend(checkpoints),
+                Progress::State(state) => entry.state = Some(state),
+            }
             entry.events.extend(events);
+            entry.interrupt = None;
+            entry.record.status = RunStatus::Running;
             entry.record.updated_at = Timestamp::now();
             Ok(())
         });
@@ -121,8 +226,11 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'_, ()> {
         let result = self.with_run(run, |entry| {
             open(entry)?;
-            check_sequence(run, entry.events.len() as u64, &events)?;
+            entry.check_events(&events)?;
             entry.events.extend(events);
+            if status.is_final() {
+                entry.interrupt = None;
+            }
             let record = &mut entry.record;
             record.status = status;
             record.output = output;

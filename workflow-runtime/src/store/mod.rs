@@ -1,15 +1,20 @@
-//! Where runs are kept: their records, each node's checkpoint, their event logs.
+//! Where runs are kept: their records, their progress, their event logs.
 //!
 //! A [`Store`] holds, per run: the workflow's name and structural hash, the input, the
-//! status and timestamps ([`RunRecord`]); each completed node's serialized output, attempt
-//! count and timings ([`Checkpoint`]); and the run's events, in sequence order. Two
-//! implementations: [`MemoryStore`] (tests, and runs that need no durability) and, with
-//! the `sqlite` feature, [`SqliteStore`] (one file, WAL mode, versioned schema).
+//! status and timestamps ([`RunRecord`]); the run's progress, which for a dataflow
+//! workflow is each completed node's serialized output, attempt count and timings
+//! ([`Checkpoint`]), and for a state graph the state after the last completed node
+//! ([`StateCheckpoint`], only the latest kept); the outside input a paused run waits for
+//! ([`Interrupt`]); and the run's events, in sequence order. Two implementations:
+//! [`MemoryStore`] (tests, and runs that need no durability) and, with the `sqlite`
+//! feature, [`SqliteStore`] (one file, WAL mode, versioned schema).
 //!
-//! The guarantee every store gives: [`Store::checkpoint`] writes a node's output and its
-//! "completed" event in one transaction, so after a crash a node is either completed, with
-//! its output and event, or not, with neither. A write that fails (unknown run, an event
-//! out of sequence, a broken disk) changes nothing.
+//! The guarantee every store gives: progress and the events that report it are written in
+//! one transaction ([`Store::checkpoint`], [`Store::save_state`], [`Store::answer`]), so
+//! after a crash a node is either completed, with its output and event, or not, with
+//! neither. Pausing ([`Store::suspend`]) and answering a pause ([`Store::answer`]) are
+//! single transactions too: a run is never waiting without knowing for what. A write
+//! that fails (unknown run, an event out of sequence, a broken disk) changes nothing.
 
 mod memory;
 #[cfg(feature = "sqlite")]
@@ -161,6 +166,52 @@ pub struct Checkpoint {
     pub finished_at: Timestamp,
 }
 
+/// Where a run of a state graph has got: its state after the last completed node.
+///
+/// A store keeps only the latest one per run ([`Store::save_state`] replaces it), so its
+/// storage does not grow with the number of steps.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateCheckpoint {
+    /// How many nodes have completed: 1 after the first.
+    pub step: u32,
+    /// The node that completed last.
+    pub node: String,
+    /// The state after it, serialized.
+    pub state: serde_json::Value,
+    /// Per node index, how many times its route has been taken (the loop counters).
+    pub rounds: Vec<u32>,
+    /// The node that runs next; `None` when the next is the end.
+    pub next: Option<String>,
+    /// How many attempts the last node took.
+    pub attempts: u32,
+    /// When the last node's first attempt started.
+    pub started_at: Timestamp,
+    /// When the last node completed.
+    pub finished_at: Timestamp,
+}
+
+/// A run paused until outside input arrives.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Interrupt {
+    /// The pause node.
+    pub node: String,
+    /// What the run asks for: the request payload, serialized.
+    pub request: serde_json::Value,
+    /// When the run paused.
+    pub created_at: Timestamp,
+}
+
+/// What answering an [`Interrupt`] records ([`Store::answer`]): the pause node's
+/// checkpoint (dataflow) or the state after it (state graph).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// Completed nodes of a dataflow run, recorded as [`Store::checkpoint`] records them.
+    Nodes(Vec<Checkpoint>),
+    /// The state of a state-graph run, replacing the previous one as
+    /// [`Store::save_state`] does.
+    State(StateCheckpoint),
+}
+
 /// Why a store could not do what it was asked. Nothing was written.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -187,6 +238,22 @@ pub enum StoreError {
     },
     /// The run has ended: it takes no more writes.
     Ended(RunId),
+    /// The run is not waiting for outside input, so there is nothing to answer.
+    NotWaiting {
+        /// The run.
+        run: RunId,
+        /// Its status.
+        status: RunStatus,
+    },
+    /// The run waits for outside input, but at another pause node.
+    WrongInterrupt {
+        /// The run.
+        run: RunId,
+        /// The pause node it waits at.
+        waiting: String,
+        /// The node the answer was for.
+        got: String,
+    },
     /// A stored value could not be read back (a corrupt or foreign database).
     Corrupt(String),
     /// The storage itself failed (disk, database, lock).
@@ -206,6 +273,13 @@ impl fmt::Display for StoreError {
                 write!(f, "node `{node}` of run {run} is completed already")
             }
             Self::Ended(id) => write!(f, "run {id} has ended"),
+            Self::NotWaiting { run, status } => {
+                write!(f, "run {run} is not waiting for input: it is {status}")
+            }
+            Self::WrongInterrupt { run, waiting, got } => write!(
+                f,
+                "run {run} waits for input at node `{waiting}`, not at `{got}`"
+            ),
             Self::Corrupt(message) => write!(f, "the store holds an unreadable value: {message}"),
             Self::Backend(error) => write!(f, "the store failed: {error}"),
         }
@@ -238,6 +312,11 @@ fn check_sequence(run: RunId, len: u64, events: &[Event]) -> Result<(), StoreErr
 
 /// Where runs are kept. Every method is one transaction: it happens entirely or not at
 /// all.
+///
+/// A run takes writes while it is [`RunStatus::Running`] or [`RunStatus::Waiting`] (nodes
+/// of other branches may complete while one waits); once it has ended, every write is
+/// refused, with [`StoreError::Ended`] ([`StoreError::NotWaiting`] from
+/// [`Store::answer`]).
 pub trait Store: Send + Sync + 'static {
     /// Records a new run (its events start at sequence 0).
     fn create_run(&self, run: RunRecord) -> StoreFuture<'_, ()>;
@@ -246,17 +325,54 @@ pub trait Store: Send + Sync + 'static {
     /// gap.
     fn append_events(&self, run: RunId, events: Vec<Event>) -> StoreFuture<'_, ()>;
 
-    /// Records a completed node: its checkpoint and the events that report it (its
-    /// "completed" event, and any before it not yet stored), together.
+    /// Records completed nodes: their checkpoints, in order (after the run's earlier
+    /// ones), and the events that report them (their "completed" events, and any before
+    /// them not yet stored), together. A node completes once: if one of `checkpoints` has
+    /// a checkpoint already, or is in the batch twice, the error is
+    /// [`StoreError::AlreadyCompleted`]. An empty batch just appends the events.
     fn checkpoint(
         &self,
         run: RunId,
-        checkpoint: Checkpoint,
+        checkpoints: Vec<Checkpoint>,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Records a state graph's progress: replaces the run's state checkpoint (only the
+    /// latest is kept) and appends the events that report it, together.
+    fn save_state(
+        &self,
+        run: RunId,
+        state: StateCheckpoint,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()>;
+
+    /// A run's latest state checkpoint; `None` if it has none (not a state graph, or no
+    /// node completed yet).
+    fn state(&self, run: RunId) -> StoreFuture<'_, Option<StateCheckpoint>>;
+
+    /// Pauses a run until outside input arrives: appends the events, stores the interrupt
+    /// (replacing any pending one) and sets the status to [`RunStatus::Waiting`], together.
+    fn suspend(&self, run: RunId, interrupt: Interrupt, events: Vec<Event>) -> StoreFuture<'_, ()>;
+
+    /// The interrupt a run waits on; `None` when it is not waiting.
+    fn interrupt(&self, run: RunId) -> StoreFuture<'_, Option<Interrupt>>;
+
+    /// Answers a run's interrupt at the pause node `node`: deletes the interrupt, sets the
+    /// status back to [`RunStatus::Running`], records the progress the answer makes and
+    /// appends the events, together.
+    ///
+    /// The run must wait at `node`: otherwise the error is [`StoreError::NotWaiting`] (no
+    /// interrupt pending) or [`StoreError::WrongInterrupt`] (one pending at another node).
+    fn answer(
+        &self,
+        run: RunId,
+        node: String,
+        progress: Progress,
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()>;
 
     /// Sets a run's status (with its output or error when it ends), and appends its last
-    /// events, together.
+    /// events, together. A run that ends while waiting drops its interrupt.
     fn finish_run(
         &self,
         run: RunId,

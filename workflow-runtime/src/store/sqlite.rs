@@ -6,14 +6,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{
-    Checkpoint, RunRecord, RunStatus, Store, StoreError, StoreFuture, Timestamp, check_sequence,
+    Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store, StoreError,
+    StoreFuture, Timestamp, check_sequence,
 };
 use crate::events::Event;
 use crate::run::RunId;
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes a database from version
 /// `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
     CREATE TABLE runs (
         id TEXT PRIMARY KEY,
         workflow TEXT NOT NULL,
@@ -43,7 +45,33 @@ const MIGRATIONS: &[&str] = &[r"
         body TEXT NOT NULL,
         PRIMARY KEY (run_id, seq)
     ) STRICT, WITHOUT ROWID;
-"];
+",
+    r"
+    -- Where a run's checkpoints continue, so that recording one needs no COUNT(*).
+    ALTER TABLE runs ADD COLUMN next_position INTEGER NOT NULL DEFAULT 0;
+    UPDATE runs SET next_position =
+        (SELECT COALESCE(MAX(position) + 1, 0) FROM checkpoints WHERE run_id = runs.id);
+    -- The latest state of a state graph's run: one row per run, replaced at each step.
+    CREATE TABLE states (
+        run_id TEXT PRIMARY KEY REFERENCES runs (id),
+        step INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        state TEXT NOT NULL,
+        rounds TEXT NOT NULL, -- a JSON array, one loop counter per node index
+        next TEXT,
+        attempts INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL
+    ) STRICT;
+    -- The outside input a waiting run asks for.
+    CREATE TABLE interrupts (
+        run_id TEXT PRIMARY KEY REFERENCES runs (id),
+        node TEXT NOT NULL,
+        request TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+",
+];
 
 /// Keeps runs in one SQLite file.
 ///
@@ -149,48 +177,151 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(backend)
 }
 
-/// The run's next event sequence number and status; `UnknownRun` if there is none.
-fn open_run(tx: &Transaction<'_>, run: RunId) -> Result<u64, StoreError> {
-    let row: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT next_seq, status FROM runs WHERE id = ?1",
-            [run.to_string()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()
-        .map_err(backend)?;
-    let (next, status) = row.ok_or(StoreError::UnknownRun(run))?;
-    if parse_status(&status)?.is_final() {
-        return Err(StoreError::Ended(run));
-    }
-    u64::try_from(next).map_err(|_| StoreError::Corrupt(format!("sequence number {next}")))
+/// A run's row as writes see it: its status, and where its log and checkpoints continue.
+/// Writes advance it in memory; [`Head::save`] writes it back once per transaction.
+struct Head {
+    id: String,
+    status: RunStatus,
+    next_seq: u64,
+    next_position: i64,
 }
 
-fn insert_events(
-    tx: &Transaction<'_>,
-    run: RunId,
-    next: u64,
-    events: &[Event],
-) -> Result<(), StoreError> {
-    check_sequence(run, next, events)?;
-    let id = run.to_string();
-    let mut insert = tx
-        .prepare_cached("INSERT INTO events (run_id, seq, body) VALUES (?1, ?2, ?3)")
-        .map_err(backend)?;
-    for event in events {
-        let body = serde_json::to_string(event).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        insert
-            .execute(params![id, seq(event.seq)?, body])
+impl Head {
+    /// The run's head, whatever its status; `UnknownRun` if there is none.
+    fn load(tx: &Transaction<'_>, run: RunId) -> Result<Self, StoreError> {
+        let id = run.to_string();
+        let row: Option<(String, i64, i64)> = tx
+            .prepare_cached("SELECT status, next_seq, next_position FROM runs WHERE id = ?1")
+            .map_err(backend)?
+            .query_row([&id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()
             .map_err(backend)?;
+        let (status, next_seq, next_position) = row.ok_or(StoreError::UnknownRun(run))?;
+        Ok(Self {
+            id,
+            status: parse_status(&status)?,
+            next_seq: u64::try_from(next_seq)
+                .map_err(|_| StoreError::Corrupt(format!("sequence number {next_seq}")))?,
+            next_position,
+        })
     }
-    if !events.is_empty() {
-        tx.execute(
-            "UPDATE runs SET next_seq = ?2, updated_at = ?3 WHERE id = ?1",
-            params![id, seq(next + events.len() as u64)?, Timestamp::now().0],
+
+    /// The head of a run that takes writes: `Ended` if it has ended.
+    fn open(tx: &Transaction<'_>, run: RunId) -> Result<Self, StoreError> {
+        let head = Self::load(tx, run)?;
+        if head.status.is_final() {
+            return Err(StoreError::Ended(run));
+        }
+        Ok(head)
+    }
+
+    /// Appends `events`, which must continue the log.
+    fn insert_events(
+        &mut self,
+        tx: &Transaction<'_>,
+        run: RunId,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        check_sequence(run, self.next_seq, events)?;
+        let mut insert = tx
+            .prepare_cached("INSERT INTO events (run_id, seq, body) VALUES (?1, ?2, ?3)")
+            .map_err(backend)?;
+        for event in events {
+            let body =
+                serde_json::to_string(event).map_err(|e| StoreError::Backend(Box::new(e)))?;
+            insert
+                .execute(params![self.id, seq(event.seq)?, body])
+                .map_err(backend)?;
+        }
+        self.next_seq += events.len() as u64;
+        Ok(())
+    }
+
+    /// Records completed nodes after the run's earlier ones. A node with a checkpoint
+    /// already (or twice in the batch) is `AlreadyCompleted`: the primary key refuses the
+    /// row, and the caller's error rolls the transaction back.
+    fn insert_checkpoints(
+        &mut self,
+        tx: &Transaction<'_>,
+        run: RunId,
+        checkpoints: Vec<Checkpoint>,
+    ) -> Result<(), StoreError> {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO checkpoints (run_id, node, position, output, attempts, started_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (run_id, node) DO NOTHING",
+            )
+            .map_err(backend)?;
+        for checkpoint in checkpoints {
+            let inserted = insert
+                .execute(params![
+                    self.id,
+                    checkpoint.node,
+                    self.next_position,
+                    to_json(&checkpoint.output),
+                    checkpoint.attempts,
+                    checkpoint.started_at.0,
+                    checkpoint.finished_at.0,
+                ])
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyCompleted {
+                    run,
+                    node: checkpoint.node,
+                });
+            }
+            self.next_position += 1;
+        }
+        Ok(())
+    }
+
+    /// Replaces the run's state checkpoint.
+    fn replace_state(
+        &self,
+        tx: &Transaction<'_>,
+        state: &StateCheckpoint,
+    ) -> Result<(), StoreError> {
+        let rounds =
+            serde_json::to_string(&state.rounds).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO states
+                 (run_id, step, node, state, rounds, next, attempts, started_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
+        .map_err(backend)?
+        .execute(params![
+            self.id,
+            state.step,
+            state.node,
+            to_json(&state.state),
+            rounds,
+            state.next,
+            state.attempts,
+            state.started_at.0,
+            state.finished_at.0,
+        ])
         .map_err(backend)?;
+        Ok(())
     }
-    Ok(())
+
+    /// Writes the head back: status, sequence, position, and `updated_at` (now).
+    fn save(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        tx.prepare_cached(
+            "UPDATE runs SET status = ?2, next_seq = ?3, next_position = ?4, updated_at = ?5
+             WHERE id = ?1",
+        )
+        .map_err(backend)?
+        .execute(params![
+            self.id,
+            self.status.as_str(),
+            seq(self.next_seq)?,
+            self.next_position,
+            Timestamp::now().0,
+        ])
+        .map_err(backend)?;
+        Ok(())
+    }
 }
 
 fn seq(value: u64) -> Result<i64, StoreError> {
@@ -236,6 +367,28 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunRecord, StoreEr
     Ok(parsed)
 }
 
+/// A `states` row (columns in table order, without `run_id`) as a state checkpoint.
+fn state_checkpoint(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<StateCheckpoint, StoreError>> {
+    let state: String = row.get(2)?;
+    let rounds: String = row.get(3)?;
+    let parsed = (|| {
+        Ok(StateCheckpoint {
+            step: row.get(0).map_err(backend)?,
+            node: row.get(1).map_err(backend)?,
+            state: json(&state)?,
+            rounds: serde_json::from_str(&rounds)
+                .map_err(|e| StoreError::Corrupt(format!("loop counters: {e}")))?,
+            next: row.get(4).map_err(backend)?,
+            attempts: row.get(5).map_err(backend)?,
+            started_at: Timestamp(row.get(6).map_err(backend)?),
+            finished_at: Timestamp(row.get(7).map_err(backend)?),
+        })
+    })();
+    Ok(parsed)
+}
+
 impl Store for SqliteStore {
     fn create_run(&self, run: RunRecord) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| {
@@ -271,49 +424,145 @@ impl Store for SqliteStore {
 
     fn append_events(&self, run: RunId, events: Vec<Event>) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| {
-            let next = open_run(tx, run)?;
-            insert_events(tx, run, next, &events)
+            let mut head = Head::open(tx, run)?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            head.insert_events(tx, run, &events)?;
+            head.save(tx)
         })
     }
 
     fn checkpoint(
         &self,
         run: RunId,
-        checkpoint: Checkpoint,
+        checkpoints: Vec<Checkpoint>,
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| {
-            let next = open_run(tx, run)?;
-            let id = run.to_string();
-            let (done, position): (bool, i64) = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ?1 AND node = ?2),
-                            (SELECT COUNT(*) FROM checkpoints WHERE run_id = ?1)",
-                    params![id, checkpoint.node],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .map_err(backend)?;
-            if done {
-                return Err(StoreError::AlreadyCompleted {
-                    run,
-                    node: checkpoint.node,
-                });
-            }
+            let mut head = Head::open(tx, run)?;
+            head.insert_checkpoints(tx, run, checkpoints)?;
+            head.insert_events(tx, run, &events)?;
+            head.save(tx)
+        })
+    }
+
+    fn save_state(
+        &self,
+        run: RunId,
+        state: StateCheckpoint,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()> {
+        self.transaction(move |tx| {
+            let mut head = Head::open(tx, run)?;
+            head.replace_state(tx, &state)?;
+            head.insert_events(tx, run, &events)?;
+            head.save(tx)
+        })
+    }
+
+    fn state(&self, run: RunId) -> StoreFuture<'_, Option<StateCheckpoint>> {
+        self.transaction(move |tx| {
+            exists(tx, run)?;
+            tx.query_row(
+                "SELECT step, node, state, rounds, next, attempts, started_at, finished_at
+                 FROM states WHERE run_id = ?1",
+                [run.to_string()],
+                state_checkpoint,
+            )
+            .optional()
+            .map_err(backend)?
+            .transpose()
+        })
+    }
+
+    fn suspend(&self, run: RunId, interrupt: Interrupt, events: Vec<Event>) -> StoreFuture<'_, ()> {
+        self.transaction(move |tx| {
+            let mut head = Head::open(tx, run)?;
+            head.insert_events(tx, run, &events)?;
             tx.execute(
-                "INSERT INTO checkpoints (run_id, node, position, output, attempts, started_at, finished_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO interrupts (run_id, node, request, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
                 params![
-                    id,
-                    checkpoint.node,
-                    position,
-                    to_json(&checkpoint.output),
-                    checkpoint.attempts,
-                    checkpoint.started_at.0,
-                    checkpoint.finished_at.0,
+                    head.id,
+                    interrupt.node,
+                    to_json(&interrupt.request),
+                    interrupt.created_at.0,
                 ],
             )
             .map_err(backend)?;
-            insert_events(tx, run, next, &events)
+            head.status = RunStatus::Waiting;
+            head.save(tx)
+        })
+    }
+
+    fn interrupt(&self, run: RunId) -> StoreFuture<'_, Option<Interrupt>> {
+        self.transaction(move |tx| {
+            let head = Head::load(tx, run)?;
+            if head.status != RunStatus::Waiting {
+                return Ok(None);
+            }
+            let row: Option<(String, String, i64)> = tx
+                .query_row(
+                    "SELECT node, request, created_at FROM interrupts WHERE run_id = ?1",
+                    [&head.id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(node, request, created)| {
+                Ok(Interrupt {
+                    node,
+                    request: json(&request)?,
+                    created_at: Timestamp(created),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn answer(
+        &self,
+        run: RunId,
+        node: String,
+        progress: Progress,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()> {
+        self.transaction(move |tx| {
+            let mut head = Head::load(tx, run)?;
+            let waiting: Option<String> = if head.status == RunStatus::Waiting {
+                tx.query_row(
+                    "SELECT node FROM interrupts WHERE run_id = ?1",
+                    [&head.id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(backend)?
+            } else {
+                None
+            };
+            let Some(waiting) = waiting else {
+                return Err(StoreError::NotWaiting {
+                    run,
+                    status: head.status,
+                });
+            };
+            if waiting != node {
+                return Err(StoreError::WrongInterrupt {
+                    run,
+                    waiting,
+                    got: node,
+                });
+            }
+            match progress {
+                Progress::Nodes(checkpoints) => head.insert_checkpoints(tx, run, checkpoints)?,
+                Progress::State(state) => head.replace_state(tx, &state)?,
+            }
+            head.insert_events(tx, run, &events)?;
+            tx.execute("DELETE FROM interrupts WHERE run_id = ?1", [&head.id])
+                .map_err(backend)?;
+            head.status = RunStatus::Running;
+            head.save(tx)
         })
     }
 
@@ -326,15 +575,21 @@ impl Store for SqliteStore {
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| {
-            let next = open_run(tx, run)?;
-            insert_events(tx, run, next, &events)?;
+            let mut head = Head::open(tx, run)?;
+            head.insert_events(tx, run, &events)?;
+            if status.is_final() {
+                tx.execute("DELETE FROM interrupts WHERE run_id = ?1", [&head.id])
+                    .map_err(backend)?;
+            }
             tx.execute(
-                "UPDATE runs SET status = ?2, output = ?3, error = ?4, updated_at = ?5 WHERE id = ?1",
+                "UPDATE runs SET status = ?2, output = ?3, error = ?4, next_seq = ?5, updated_at = ?6
+                 WHERE id = ?1",
                 params![
-                    run.to_string(),
+                    head.id,
                     status.as_str(),
                     output.as_ref().map(to_json),
                     error,
+                    seq(head.next_seq)?,
                     Timestamp::now().0,
                 ],
             )

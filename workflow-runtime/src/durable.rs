@@ -1,0 +1,451 @@
+//! Durable runs: every completed node is checkpointed in a [`Store`], so a run survives the
+//! process that runs it.
+//!
+//! [`Durable`] pairs a workflow with a store. A run it starts is recorded before its first
+//! step; each node's output is stored together with its `step_succeeded` event, in one
+//! transaction; after a crash, [`Durable::resume`] loads the completed nodes instead of
+//! running them again and runs the rest. Nodes that were in flight run again: execution is
+//! at-least-once, and [`idempotency_key`](crate::idempotency_key) gives each step a key to
+//! hand to outside systems that deduplicate.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::events::EventLog;
+use crate::graph::Target;
+use crate::private::{Compiled, CompiledStateGraph, Persist, PersistNodes};
+use crate::run::{
+    self, Durability, Recorder, RunError, RunHandle, RunId, RunOptions, StateDurability, Walk,
+};
+use crate::step::StepError;
+use crate::store::{Checkpoint, RunRecord, RunStatus, StateCheckpoint, Store};
+
+/// A workflow whose runs are kept in a [`Store`]: they survive a crash of the process and
+/// resume where they stopped.
+///
+/// Every input of the workflow (or a state graph's state) must implement
+/// `serde::Serialize` and `serde::Deserialize`, as every step output does: a durable run
+/// stores them.
+///
+/// # Examples
+///
+/// ```
+/// use workflow::prelude::*;
+/// use workflow::store::{MemoryStore, RunStatus, Store};
+///
+/// #[step]
+/// fn double(x: &u32) -> u32 {
+///     x * 2
+/// }
+///
+/// #[step]
+/// fn add_one(x: &u32) -> u32 {
+///     x + 1
+/// }
+///
+/// workflow! {
+///     /// Doubles, then adds one.
+///     pub Arith(x: u32) -> u32 {
+///         let doubled = double(x);
+///         add_one(doubled)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), RunError> {
+/// let durable = Durable::new(Arith::new(), MemoryStore::new());
+/// let handle = durable.start(20).await?;
+/// let id = handle.id();
+/// assert_eq!(handle.await?, 41);
+///
+/// let record = durable.store().run(id).await?;
+/// assert_eq!(record.status, RunStatus::Succeeded);
+/// assert_eq!(record.output, Some(serde_json::json!(41)));
+/// assert_eq!(durable.store().checkpoints(id).await?.len(), 2);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Durable<W> {
+    workflow: W,
+    store: Arc<dyn Store>,
+}
+
+impl<W> Clone for Durable<W>
+where
+    W: Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            workflow: self.workflow.clone(),
+            store: Arc::clone(&self.store),
+        }
+    }
+}
+
+impl<W> fmt::Debug for Durable<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Durable").finish_non_exhaustive()
+    }
+}
+
+impl<W: Persist<()>> Durable<W> {
+    /// Pairs `workflow` (its context and options) with the store its runs are kept in.
+    pub fn new(workflow: W, store: impl Store) -> Self {
+        Self::with_shared_store(workflow, Arc::new(store))
+    }
+
+    /// Pairs `workflow` with a store shared with other workflows or servers.
+    pub fn with_shared_store(workflow: W, store: Arc<dyn Store>) -> Self {
+        Self { workflow, store }
+    }
+
+    /// The store the runs are kept in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The workflow.
+    pub fn workflow(&self) -> &W {
+        &self.workflow
+    }
+
+    /// Records a new run and starts it in a new tokio task. The run is stored before this
+    /// returns, so its id (on the handle) can be printed and resumed from right away.
+    ///
+    /// # Errors
+    ///
+    /// When the input does not serialize, or the store cannot record the run.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn start(&self, input: W::Input) -> Result<RunHandle<W::Output>, RunError> {
+        let id = RunId::new();
+        let graph = W::graph();
+        let json = W::save_input(&input).map_err(|error| RunError::Decode {
+            what: "the run's input".to_owned(),
+            error: error.to_string(),
+        })?;
+        let record = RunRecord::new(id, graph.name, graph.structural_hash(), json);
+        self.store
+            .create_run(record)
+            .await
+            .map_err(RunError::Store)?;
+        Ok(self.spawn(id, 0, std::time::Duration::ZERO, Origin::New(input)))
+    }
+
+    /// Starts a run and waits for its output.
+    ///
+    /// # Errors
+    ///
+    /// As [`Durable::start`], and the run's own error.
+    pub async fn run(&self, input: W::Input) -> Result<W::Output, RunError> {
+        self.start(input).await?.await
+    }
+
+    /// Takes up a stored run that did not end (its process was killed, or stopped): its
+    /// completed nodes are loaded from their checkpoints, the nodes that were in flight run
+    /// again, and the run goes on to its end. Its events continue the stored log.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::NotResumable`] for an unknown run, a run of another workflow, a run
+    /// that has ended, or one that waits for an answer (answer it instead);
+    /// [`RunError::GraphChanged`] when the workflow's graph changed since the run started;
+    /// [`RunError::Decode`] when a stored value no longer decodes; [`RunError::Store`]
+    /// when the store fails.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn resume(&self, id: RunId) -> Result<RunHandle<W::Output>, RunError> {
+        let record = self.stored_run(id).await?;
+        match record.status {
+            RunStatus::Running => {}
+            RunStatus::Waiting => {
+                return Err(RunError::NotResumable {
+                    run: id,
+                    reason: "it waits for an answer to its pause; answer it to go on".to_owned(),
+                });
+            }
+            status => {
+                return Err(RunError::NotResumable {
+                    run: id,
+                    reason: format!("it has ended ({status})"),
+                });
+            }
+        }
+        let input = W::load_input(record.input).map_err(|error| RunError::Decode {
+            what: format!("the stored input of run {id}"),
+            error: error.to_string(),
+        })?;
+        let store_error = RunError::Store;
+        let checkpoints = self.store.checkpoints(id).await.map_err(store_error)?;
+        let state = self.store.state(id).await.map_err(store_error)?;
+        let (next_seq, offset) = self.log_end(id).await?;
+        Ok(self.spawn(
+            id,
+            next_seq,
+            offset,
+            Origin::Resume {
+                input,
+                checkpoints,
+                state,
+            },
+        ))
+    }
+
+    /// The stored record of a run of this workflow, checked against this program's graph.
+    async fn stored_run(&self, id: RunId) -> Result<RunRecord, RunError> {
+        let graph = W::graph();
+        let record = self.store.run(id).await.map_err(|error| match error {
+            crate::store::StoreError::UnknownRun(_) => RunError::NotResumable {
+                run: id,
+                reason: "no run has this id".to_owned(),
+            },
+            other => RunError::Store(other),
+        })?;
+        if record.workflow != graph.name {
+            return Err(RunError::NotResumable {
+                run: id,
+                reason: format!(
+                    "it is a run of `{}`, not of `{}`",
+                    record.workflow, graph.name
+                ),
+            });
+        }
+        let current = graph.structural_hash();
+        if record.graph_hash != current {
+            return Err(RunError::GraphChanged {
+                run: id,
+                workflow: record.workflow,
+                stored: record.graph_hash,
+                current,
+            });
+        }
+        Ok(record)
+    }
+
+    /// The sequence number and time at which a stored run's log ends.
+    async fn log_end(&self, id: RunId) -> Result<(u64, std::time::Duration), RunError> {
+        let events = self.store.events(id, 0).await.map_err(RunError::Store)?;
+        Ok(events
+            .last()
+            .map_or((0, std::time::Duration::ZERO), |last| {
+                (last.seq + 1, last.at)
+            }))
+    }
+
+    fn spawn(
+        &self,
+        id: RunId,
+        first_seq: u64,
+        offset: std::time::Duration,
+        origin: Origin<W::Input>,
+    ) -> RunHandle<W::Output> {
+        let log = Arc::new(EventLog::resumed(id.to_string().into(), first_seq, offset));
+        let ctx = Arc::clone(self.workflow.context());
+        let options = self.workflow.options().clone();
+        let store = Arc::clone(&self.store);
+        run::spawn_with(id, log, move |id, log, cancel| {
+            W::drive(
+                ctx,
+                options,
+                DurableRun {
+                    id,
+                    store,
+                    log,
+                    cancel,
+                    origin,
+                },
+            )
+        })
+    }
+}
+
+/// Where a durable run starts from. Not a public API: `workflow!` passes it through.
+#[doc(hidden)]
+pub struct DurableRun<I> {
+    id: RunId,
+    store: Arc<dyn Store>,
+    log: Arc<EventLog>,
+    cancel: run::Canceller,
+    origin: Origin<I>,
+}
+
+enum Origin<I> {
+    New(I),
+    Resume {
+        input: I,
+        checkpoints: Vec<Checkpoint>,
+        state: Option<StateCheckpoint>,
+    },
+}
+
+/// The future [`Persist::drive`] returns.
+#[doc(hidden)]
+pub type DriveFuture<O> = Pin<Box<dyn Future<Output = Result<O, RunError>> + Send>>;
+
+/// Ends a durable run that could not start: its log gets a terminal event, so that its
+/// subscribers end; the store is left as it is.
+fn refuse<O>(log: &EventLog, error: RunError) -> Result<O, RunError> {
+    log.emit(crate::events::EventKind::RunFailed {
+        node: "".into(),
+        error: error.to_string(),
+        duration: log.elapsed(),
+    });
+    Err(error)
+}
+
+/// Drives a durable run of a dataflow workflow (what [`Persist::drive`] does for one).
+#[doc(hidden)]
+pub fn drive_dataflow<W: Compiled + PersistNodes>(
+    ctx: Arc<W::Context>,
+    options: RunOptions,
+    run: DurableRun<W::Input>,
+    save_output: fn(&W::Output) -> Result<serde_json::Value, StepError>,
+) -> DriveFuture<W::Output> {
+    Box::pin(async move {
+        let DurableRun {
+            id,
+            store,
+            log,
+            cancel,
+            origin,
+        } = run;
+        let graph = W::graph();
+        let (input, checkpoints, resumed) = match origin {
+            Origin::New(input) => (input, Vec::new(), false),
+            Origin::Resume {
+                input, checkpoints, ..
+            } => (input, checkpoints, true),
+        };
+        let state = W::new_run(ctx, input);
+        let mut restored = vec![false; graph.nodes.len()];
+        for checkpoint in checkpoints {
+            let Some(node) = graph.find(&checkpoint.node) else {
+                let error = RunError::Internal(format!(
+                    "the stored run has a checkpoint of `{}`, which is not a node of `{}`",
+                    checkpoint.node, graph.name
+                ));
+                return refuse(&log, error);
+            };
+            if let Err(error) = W::restore_node(&state, node, checkpoint.output) {
+                let error = RunError::Decode {
+                    what: format!("the checkpoint of node `{}`", checkpoint.node),
+                    error: error.to_string(),
+                };
+                return refuse(&log, error);
+            }
+            restored[node.0] = true;
+        }
+        let mut recorder = Recorder {
+            store,
+            id,
+            saved: log.next_seq(),
+        };
+        let durability = Durability {
+            recorder: &mut recorder,
+            save: W::save_node,
+            restored,
+            resumed,
+        };
+        let result = run::drive::<W>(
+            id,
+            state,
+            options,
+            Arc::clone(&log),
+            cancel,
+            Some(durability),
+        )
+        .await;
+        recorder.finish(&log, result, save_output).await
+    })
+}
+
+/// Drives a durable run of a state graph (what [`Persist::drive`] does for one).
+#[doc(hidden)]
+pub fn drive_state_graph<W: CompiledStateGraph>(
+    ctx: Arc<W::Context>,
+    options: RunOptions,
+    run: DurableRun<W::State>,
+    save: fn(&W::State) -> Result<serde_json::Value, StepError>,
+    load: fn(serde_json::Value) -> Result<W::State, StepError>,
+) -> DriveFuture<W::State> {
+    Box::pin(async move {
+        let DurableRun {
+            id,
+            store,
+            log,
+            cancel,
+            origin,
+        } = run;
+        let graph = W::graph();
+        let walk = match origin {
+            Origin::New(state) => Walk::start(state),
+            Origin::Resume {
+                input, state: None, ..
+            } => Walk {
+                resumed: true,
+                ..Walk::start(input)
+            },
+            Origin::Resume {
+                state: Some(checkpoint),
+                ..
+            } => {
+                let state = match load(checkpoint.state) {
+                    Ok(state) => state,
+                    Err(error) => {
+                        let error = RunError::Decode {
+                            what: format!("the state stored after step {}", checkpoint.step),
+                            error: error.to_string(),
+                        };
+                        return refuse(&log, error);
+                    }
+                };
+                let next = match checkpoint.next {
+                    None => Target::End,
+                    Some(name) => {
+                        let Some(node) = graph.find(&name) else {
+                            let error = RunError::Internal(format!(
+                                "the stored run goes on at `{name}`, which is not a node of `{}`",
+                                graph.name
+                            ));
+                            return refuse(&log, error);
+                        };
+                        Target::Node(node)
+                    }
+                };
+                Walk {
+                    state,
+                    rounds: checkpoint.rounds,
+                    steps: checkpoint.step,
+                    next: Some(next),
+                    resumed: true,
+                }
+            }
+        };
+        let mut recorder = Recorder {
+            store,
+            id,
+            saved: log.next_seq(),
+        };
+        let durability = StateDurability {
+            recorder: &mut recorder,
+            save,
+        };
+        let result = run::drive_state::<W>(
+            id,
+            ctx,
+            walk,
+            options,
+            Arc::clone(&log),
+            cancel,
+            Some(durability),
+        )
+        .await;
+        recorder.finish(&log, result, save).await
+    })
+}
