@@ -226,8 +226,8 @@ pub use workflow_otel as otel;
 pub mod prelude {
     pub use workflow_macros::{step, workflow};
     pub use workflow_runtime::{
-        Durable, Event, EventKind, EventStream, Graph, Parallelism, RunError, RunHandle,
-        RunOptions, RunSummary, Step, StepError, Workflow,
+        Answer, Durable, Event, EventKind, EventStream, Graph, Parallelism, Pause, RunError,
+        RunHandle, RunOptions, RunSummary, Step, StepError, Workflow,
     };
 }
 

@@ -262,7 +262,7 @@ pub(crate) fn workflow_impl(name: &syn::Ident, surface: &Surface) -> TokenStream
 pub(crate) fn persist_impl(
     name: &syn::Ident,
     surface: &Surface,
-    drive: &TokenStream,
+    [drive, answer]: [&TokenStream; 2],
 ) -> TokenStream {
     let Surface {
         private,
@@ -303,6 +303,12 @@ pub(crate) fn persist_impl(
                 run: #private::DurableRun<#input_ty>,
             ) -> #private::DriveFuture<#output_ty> {
                 #drive
+            }
+
+            fn answer(
+                args: #private::AnswerArgs<#ctx_ty, #input_ty>,
+            ) -> #private::AnswerFuture {
+                #answer
             }
         }
     }
@@ -465,12 +471,15 @@ fn persist_dataflow(
     let persist = persist_impl(
         name,
         surface,
-        &quote!(#private::drive_dataflow::<Self>(
-            ctx,
-            options,
-            run,
-            <Self as #private::Persist<__X>>::save_output,
-        )),
+        [
+            &quote!(#private::drive_dataflow::<Self>(
+                ctx,
+                options,
+                run,
+                <Self as #private::Persist<__X>>::save_output,
+            )),
+            &quote!(#private::answer_dataflow::<Self>(args)),
+        ],
     );
     let node_indices = 0..node_fields.len();
     let node_indices2 = 0..node_fields.len();
@@ -844,6 +853,7 @@ pub(crate) fn node_def(
             on_failure: #on_failure,
             optional: &[#optional],
             subgraph: <#alias as #private::Step>::SUBGRAPH,
+            pause: <#alias as #private::Step>::PAUSE,
         }
     }
 }

@@ -670,13 +670,20 @@ fn executor(graph: &StateGraph) -> TokenStream {
     let persist_impl = crate::expand::persist_impl(
         name,
         &surface,
-        &quote!(#private::drive_state_graph::<Self>(
-            ctx,
-            options,
-            run,
-            <Self as #private::Persist<__X>>::save_input,
-            <Self as #private::Persist<__X>>::load_input,
-        )),
+        [
+            &quote!(#private::drive_state_graph::<Self>(
+                ctx,
+                options,
+                run,
+                <Self as #private::Persist<__X>>::save_input,
+                <Self as #private::Persist<__X>>::load_input,
+            )),
+            &quote!(#private::answer_state_graph::<Self>(
+                args,
+                <Self as #private::Persist<__X>>::save_input,
+                <Self as #private::Persist<__X>>::load_input,
+            )),
+        ],
     );
 
     quote! {
@@ -698,13 +705,15 @@ fn executor(graph: &StateGraph) -> TokenStream {
                     ctx: &#private::ArcPtr<#ctx_ty>,
                     node: #private::NodeId,
                     state: #state_ty,
+                    answer: ::core::option::Option<#private::JsonValue>,
                 ) -> #private::StateFuture<#state_ty> {
                     const NODES: &[fn(
                         &#private::ArcPtr<#ctx_ty>,
                         #state_ty,
+                        ::core::option::Option<#private::JsonValue>,
                     ) -> #private::StateFuture<#state_ty>] = &[#(#node_names),*];
                     match NODES.get(node.0) {
-                        ::core::option::Option::Some(attempt) => attempt(ctx, state),
+                        ::core::option::Option::Some(attempt) => attempt(ctx, state, answer),
                         ::core::option::Option::None => ::std::boxed::Box::pin(async {
                             ::core::result::Result::Err(#private::StepError::msg(
                                 "internal error: no such node",
@@ -738,6 +747,7 @@ fn node_fn(index: usize, node: &Node, alias: &Ident, surface: &Surface) -> Token
         quote!(<#alias as #private::StateStep<#ctx_ty, #state_ty>>::call(&__wf_ctx, &mut __wf_state).await?),
         span,
     );
+    let answer = quote!(<#alias as #private::StateStep<#ctx_ty, #state_ty>>::answer(&mut __wf_state, __wf_answer)?);
     let pick = if let Some(Next::Route(route)) = &node.next {
         {
             let match_token = &route.match_token;
@@ -763,11 +773,15 @@ fn node_fn(index: usize, node: &Node, alias: &Ident, surface: &Surface) -> Token
         fn #function(
             ctx: &#private::ArcPtr<#ctx_ty>,
             state: #state_ty,
+            answer: ::core::option::Option<#private::JsonValue>,
         ) -> #private::StateFuture<#state_ty> {
             let __wf_ctx = #private::ArcPtr::clone(ctx);
             ::std::boxed::Box::pin(async move {
                 let mut __wf_state = state;
-                let __wf_value = #call;
+                let __wf_value = match answer {
+                    ::core::option::Option::None => #call,
+                    ::core::option::Option::Some(__wf_answer) => #answer,
+                };
                 #pick
                 ::core::result::Result::Ok((__wf_state, __wf_arm))
             })

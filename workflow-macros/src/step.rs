@@ -137,6 +137,8 @@ struct StepSignature {
     output_ty: Type,
     fallible: bool,
     output_span: Span,
+    /// For a pause step (`-> Pause<Request, Reply>`): `Request`.
+    pause_request: Option<Type>,
 }
 
 /// Rejects generic, variadic and `unsafe` steps.
@@ -249,6 +251,11 @@ fn signature(sig: &syn::Signature, errors: &mut Errors) -> Option<StepSignature>
     if !errors.is_empty() {
         return None;
     }
+    // A pause step's output, as its node sees it, is the reply.
+    let (output_ty, output_span, pause_request) = match pause_types(&output_ty) {
+        Some((request, reply)) => (reply.clone(), reply.span(), Some(request.clone())),
+        None => (output_ty, output_span, None),
+    };
     Some(StepSignature {
         ctx_ty,
         params,
@@ -256,6 +263,7 @@ fn signature(sig: &syn::Signature, errors: &mut Errors) -> Option<StepSignature>
         output_ty,
         fallible,
         output_span,
+        pause_request,
     })
 }
 
@@ -270,6 +278,7 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
         output_ty,
         fallible,
         output_span,
+        pause_request,
     } = signature(sig, errors)?;
     let krate = options
         .krate
@@ -310,16 +319,41 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
     });
     let awaited = sig.asyncness.map(|_| quote!(.await));
     let ignore_ctx = ctx_ty.is_none().then(|| quote!(let _ = __wf_ctx;));
-    let wrap = if fallible {
+    let mut wrap = if fallible {
         quote!(#private::fallible(__wf_out))
     } else {
         quote!(::core::result::Result::Ok(__wf_out))
     };
+    let pause = pause_request.is_some();
+    if let Some(request) = &pause_request {
+        // The step only makes the request: its node stops here, and the answer arrives as
+        // its output later.
+        wrap = quote! {
+            match #wrap {
+                ::core::result::Result::Ok(__wf_pause) => ::core::result::Result::Err(
+                    #private::Pause::<#request, #output_ty>::into_step_error(__wf_pause),
+                ),
+                ::core::result::Result::Err(__wf_error) => ::core::result::Result::Err(__wf_error),
+            }
+        };
+    }
+    let answer_fn = match (&pause_request, &state_ty) {
+        (Some(_), Some(state_ty)) => Some(quote! {
+            fn answer(
+                __wf_state: &mut #state_ty,
+                __wf_answer: #private::JsonValue,
+            ) -> ::core::result::Result<#output_ty, #private::StepError> {
+                #private::apply_answer::<#state_ty, #output_ty>(__wf_state, __wf_answer)
+            }
+        }),
+        _ => None,
+    };
     let assert_output = {
-        // A state step's return value is only matched on; its state is what is kept.
+        // A state step's return value is only matched on; its state is what is kept
+        // (and a pause's answer, which is stored).
         let (ty, span) = match &state_ty {
-            Some(state) => (state, state.span()),
-            None => (&output_ty, output_span),
+            Some(state) if !pause => (state, state.span()),
+            _ => (&output_ty, output_span),
         };
         let ty = respan(ty.to_token_stream(), span);
         let check = respan(quote!(#private::assert_step_output), span);
@@ -348,6 +382,8 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
                         #wrap
                     }
                 }
+
+                #answer_fn
             }
         }
     } else {
@@ -376,12 +412,33 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
             const NAME: &'static str = #step_name;
             const OUTPUT_TYPE: &'static str = #output_type_name;
             const POLICY: #private::Policy = #policy;
+            const PAUSE: bool = #pause;
         }
 
         #entry
 
         #assert_output
     })
+}
+
+/// `Request` and `Reply` in `Pause<Request, Reply>` (any path ending in `Pause<_, _>`).
+fn pause_types(ty: &Type) -> Option<(&Type, &Type)> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Pause" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    match (types.next(), types.next(), types.next()) {
+        (Some(request), Some(reply), None) => Some((request, reply)),
+        _ => None,
+    }
 }
 
 /// `T` in `Result<T, E>` (or any path ending in `Result<T, ...>`, such as `io::Result<T>`).

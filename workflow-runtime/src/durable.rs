@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::events::EventKind;
 use crate::events::EventLog;
 use crate::graph::Target;
 use crate::private::{Compiled, CompiledStateGraph, Persist, PersistNodes};
@@ -20,7 +21,7 @@ use crate::run::{
     self, Durability, Recorder, RunError, RunHandle, RunId, RunOptions, StateDurability, Walk,
 };
 use crate::step::StepError;
-use crate::store::{Checkpoint, RunRecord, RunStatus, StateCheckpoint, Store};
+use crate::store::{Checkpoint, Progress, RunRecord, RunStatus, StateCheckpoint, Store, Timestamp};
 
 /// A workflow whose runs are kept in a [`Store`]: they survive a crash of the process and
 /// resume where they stopped.
@@ -197,6 +198,108 @@ impl<W: Persist<()>> Durable<W> {
         ))
     }
 
+    /// Answers the pause a run waits at, with a JSON value of the pause's reply type, and
+    /// resumes the run: the answer is the pause node's output (checked against its type
+    /// first), recorded together with the run's return to `running`; nothing before the
+    /// pause runs again.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Decode`] when the answer does not have the pause's reply type (the run
+    /// keeps waiting, nothing changed); [`RunError::NotResumable`] when the run does not
+    /// wait for an answer; the errors of [`Durable::resume`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn answer_json(
+        &self,
+        id: RunId,
+        answer: serde_json::Value,
+    ) -> Result<RunHandle<W::Output>, RunError> {
+        let record = self.stored_run(id).await?;
+        if record.status != RunStatus::Waiting {
+            return Err(RunError::NotResumable {
+                run: id,
+                reason: format!("it does not wait for an answer (it is {})", record.status),
+            });
+        }
+        let Some(interrupt) = self.store.interrupt(id).await? else {
+            return Err(RunError::NotResumable {
+                run: id,
+                reason: "it has no pending pause".to_owned(),
+            });
+        };
+        let Some(node) = W::graph().find(&interrupt.node) else {
+            return Err(RunError::Internal(format!(
+                "run {id} waits at `{}`, which is not a node of `{}`",
+                interrupt.node,
+                W::graph().name
+            )));
+        };
+        let input = W::load_input(record.input).map_err(|error| RunError::Decode {
+            what: format!("the stored input of run {id}"),
+            error: error.to_string(),
+        })?;
+        let state = self.store.state(id).await?;
+        let (next_seq, offset) = self.log_end(id).await?;
+        let log = Arc::new(EventLog::resumed(id.to_string().into(), next_seq, offset));
+        let progress = W::answer(AnswerArgs {
+            ctx: Arc::clone(self.workflow.context()),
+            input,
+            state,
+            node,
+            answer,
+            log: Arc::clone(&log),
+        })
+        .await?;
+        self.store
+            .answer(id, interrupt.node, progress, log.since(next_seq))
+            .await?;
+        self.resume(id).await
+    }
+
+    /// Answers the pause a run waits at with a typed reply: `S` is the pause step (its
+    /// companion type, as `#[step]` generates it), so the reply's type is checked by the
+    /// compiler. See [`Durable::answer_json`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Durable::answer_json`]; also [`RunError::NotResumable`] when the run waits at
+    /// a pause of another step.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn answer<S: crate::step::Step>(
+        &self,
+        id: RunId,
+        reply: S::Output,
+    ) -> Result<RunHandle<W::Output>, RunError>
+    where
+        S::Output: serde::Serialize,
+    {
+        if let Some(interrupt) = self.store.interrupt(id).await?
+            && let Some(node) = W::graph().find(&interrupt.node)
+            && W::graph().node(node).step != S::NAME
+        {
+            return Err(RunError::NotResumable {
+                run: id,
+                reason: format!(
+                    "it waits at `{}` (step `{}`), not at a `{}` step",
+                    interrupt.node,
+                    W::graph().node(node).step,
+                    S::NAME
+                ),
+            });
+        }
+        let answer = crate::private::to_json(&reply).map_err(|error| RunError::Decode {
+            what: "the answer".to_owned(),
+            error: error.to_string(),
+        })?;
+        self.answer_json(id, answer).await
+    }
+
     /// The stored record of a run of this workflow, checked against this program's graph.
     async fn stored_run(&self, id: RunId) -> Result<RunRecord, RunError> {
         let graph = W::graph();
@@ -265,6 +368,56 @@ impl<W: Persist<()>> Durable<W> {
     }
 }
 
+/// A durable workflow with its types erased, so that programs (a command line, a server)
+/// can keep workflows of different types side by side and drive them with JSON.
+pub trait DynDurable: Send + Sync {
+    /// The workflow's graph (its name is the workflow's name).
+    fn graph(&self) -> &'static crate::graph::Graph;
+
+    /// The store its runs are kept in.
+    fn store(&self) -> &Arc<dyn Store>;
+
+    /// Starts a run from a JSON input and returns its id as soon as it is stored; the run
+    /// goes on in a new task.
+    fn start_json(&self, input: serde_json::Value) -> BoxFuture<'_, Result<RunId, RunError>>;
+
+    /// Resumes a stored run (see [`Durable::resume`]) and waits for its output, as JSON.
+    fn resume_json(&self, id: RunId) -> BoxFuture<'_, Result<serde_json::Value, RunError>>;
+}
+
+/// A boxed future borrowing `'a`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl<W: Persist<()>> DynDurable for Durable<W> {
+    fn graph(&self) -> &'static crate::graph::Graph {
+        W::graph()
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn start_json(&self, input: serde_json::Value) -> BoxFuture<'_, Result<RunId, RunError>> {
+        Box::pin(async move {
+            let input = W::load_input(input).map_err(|error| RunError::Decode {
+                what: format!("the input of `{}`", W::graph().name),
+                error: error.to_string(),
+            })?;
+            Ok(self.start(input).await?.id())
+        })
+    }
+
+    fn resume_json(&self, id: RunId) -> BoxFuture<'_, Result<serde_json::Value, RunError>> {
+        Box::pin(async move {
+            let output = self.resume(id).await?.await?;
+            W::save_output(&output).map_err(|error| RunError::Decode {
+                what: "the run's output".to_owned(),
+                error: error.to_string(),
+            })
+        })
+    }
+}
+
 /// Where a durable run starts from. Not a public API: `workflow!` passes it through.
 #[doc(hidden)]
 pub struct DurableRun<I> {
@@ -282,6 +435,128 @@ enum Origin<I> {
         checkpoints: Vec<Checkpoint>,
         state: Option<StateCheckpoint>,
     },
+}
+
+/// What [`Persist::answer`] works from. Not a public API: `workflow!` passes it through.
+#[doc(hidden)]
+pub struct AnswerArgs<C, I> {
+    ctx: Arc<C>,
+    input: I,
+    state: Option<StateCheckpoint>,
+    node: crate::graph::NodeId,
+    answer: serde_json::Value,
+    log: Arc<EventLog>,
+}
+
+/// The future [`Persist::answer`] returns.
+#[doc(hidden)]
+pub type AnswerFuture = Pin<Box<dyn Future<Output = Result<Progress, RunError>> + Send>>;
+
+/// The error for an answer of the wrong type.
+fn wrong_answer(
+    graph: &crate::graph::Graph,
+    node: crate::graph::NodeId,
+    error: &StepError,
+) -> RunError {
+    let def = graph.node(node);
+    RunError::Decode {
+        what: format!("the answer to `{}` (a `{}`)", def.name, def.output_type),
+        error: error.to_string(),
+    }
+}
+
+/// Checks an answer to a dataflow workflow's pause: it becomes the pause node's checkpoint.
+#[doc(hidden)]
+pub fn answer_dataflow<W: Compiled + PersistNodes>(
+    args: AnswerArgs<W::Context, W::Input>,
+) -> AnswerFuture {
+    Box::pin(async move {
+        let AnswerArgs {
+            ctx,
+            input,
+            node,
+            answer,
+            log,
+            ..
+        } = args;
+        let graph = W::graph();
+        let run = W::new_run(ctx, input);
+        W::restore_node(&run, node, answer.clone())
+            .map_err(|error| wrong_answer(graph, node, &error))?;
+        let def = graph.node(node);
+        log.emit(EventKind::Answered {
+            node: def.name.into(),
+        });
+        let now = Timestamp::now();
+        Ok(Progress::Nodes(vec![Checkpoint {
+            node: def.name.to_owned(),
+            output: answer,
+            attempts: 1,
+            started_at: now,
+            finished_at: now,
+        }]))
+    })
+}
+
+/// Checks an answer to a state graph's pause: the pause step gives it to the state, the
+/// node's route picks the next node, and the state after it is what the store records.
+#[doc(hidden)]
+pub fn answer_state_graph<W: CompiledStateGraph>(
+    args: AnswerArgs<W::Context, W::State>,
+    save: fn(&W::State) -> Result<serde_json::Value, StepError>,
+    load: fn(serde_json::Value) -> Result<W::State, StepError>,
+) -> AnswerFuture {
+    Box::pin(async move {
+        let AnswerArgs {
+            ctx,
+            input,
+            state,
+            node,
+            answer,
+            log,
+        } = args;
+        let graph = W::graph();
+        let Some(def) = graph.state_graph() else {
+            return Err(RunError::Internal(format!(
+                "`{}` is not a state graph",
+                graph.name
+            )));
+        };
+        let (state, steps, mut rounds) = match state {
+            Some(checkpoint) => {
+                let state = load(checkpoint.state).map_err(|error| RunError::Decode {
+                    what: format!("the state stored after step {}", checkpoint.step),
+                    error: error.to_string(),
+                })?;
+                (state, checkpoint.step, checkpoint.rounds)
+            }
+            None => (input, 0, Vec::new()),
+        };
+        rounds.resize(graph.nodes.len(), 0);
+        let (state, arm) = W::node(&ctx, node, state, Some(answer))
+            .await
+            .map_err(|error| wrong_answer(graph, node, &error))?;
+        let name = graph.node(node).name;
+        log.emit(EventKind::Answered { node: name.into() });
+        let next = run::route(graph, def, node, arm, &mut rounds, &log)?;
+        let now = Timestamp::now();
+        Ok(Progress::State(StateCheckpoint {
+            step: steps + 1,
+            node: name.to_owned(),
+            state: save(&state).map_err(|error| RunError::Decode {
+                what: "the state after the answer".to_owned(),
+                error: error.to_string(),
+            })?,
+            rounds,
+            next: match next {
+                Target::Node(next) => Some(graph.node(next).name.to_owned()),
+                Target::End => None,
+            },
+            attempts: 1,
+            started_at: now,
+            finished_at: now,
+        }))
+    })
 }
 
 /// The future [`Persist::drive`] returns.

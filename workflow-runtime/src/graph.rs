@@ -63,6 +63,9 @@ pub struct NodeDef {
     pub optional: &'static [NodeId],
     /// When the node runs a workflow of its own (a subworkflow), that workflow's graph.
     pub subgraph: Option<&'static Graph>,
+    /// Whether the node is a pause: its step asks for outside input (see
+    /// [`Pause`](crate::Pause)) and the run waits for the answer.
+    pub pause: bool,
 }
 
 /// What kind of workflow a [`Graph`] describes, and for a state graph, how it moves from
@@ -273,6 +276,9 @@ impl Graph {
                     subgraph.hash_into(h);
                 }
                 None => h.usize(0),
+            }
+            if node.pause {
+                h.str("pause");
             }
         }
         h.source(self.output);

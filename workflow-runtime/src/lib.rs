@@ -5,6 +5,8 @@
 //! with the macros.
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod durable;
 mod events;
 mod graph;
@@ -22,7 +24,7 @@ mod workflow;
 #[doc(hidden)]
 pub mod private;
 
-pub use durable::Durable;
+pub use durable::{BoxFuture, Durable, DynDurable};
 pub use events::{Event, EventKind, EventStream};
 pub use graph::{
     Arm, Bound, Edge, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
@@ -34,5 +36,5 @@ pub use run::{
     Canceller, DEFAULT_MAX_STEPS, Parallelism, RunError, RunHandle, RunId, RunOptions,
     idempotency_key,
 };
-pub use step::{BoxError, ErrorKind, IntoStepError, Step, StepError, StepOutput};
+pub use step::{Answer, BoxError, ErrorKind, IntoStepError, Pause, Step, StepError, StepOutput};
 pub use workflow::{SubContext, Workflow};

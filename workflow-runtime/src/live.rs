@@ -260,6 +260,7 @@ mod tests {
                 on_failure: OnFailure::Fail,
                 optional: &[],
                 subgraph: None,
+                pause: false,
             }
         }
         static GRAPH: Graph = Graph {

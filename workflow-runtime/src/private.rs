@@ -10,7 +10,7 @@ pub use crate::graph::{
 };
 pub use crate::policy::{Backoff, Jitter, OnFailure, Policy};
 pub use crate::run::{RunError, RunHandle, RunOptions};
-pub use crate::step::{IntoStepError, Step, StepError, StepOutput};
+pub use crate::step::{Answer, IntoStepError, Pause, Step, StepError, StepOutput};
 pub use crate::workflow::{SubContext, Workflow};
 pub use std::sync::Arc as ArcPtr;
 
@@ -55,9 +55,14 @@ pub trait CompiledStateGraph: Workflow<Input = Self::State, Output = Self::State
     /// The state the nodes work on.
     type State: Clone + Send + 'static;
 
-    /// One attempt of `node` over `state`.
-    fn node(ctx: &Arc<Self::Context>, node: NodeId, state: Self::State)
-    -> StateFuture<Self::State>;
+    /// One attempt of `node` over `state`; with `answer`, the node is a pause and its step
+    /// does not run: the answer is given to the state instead.
+    fn node(
+        ctx: &Arc<Self::Context>,
+        node: NodeId,
+        state: Self::State,
+        answer: Option<serde_json::Value>,
+    ) -> StateFuture<Self::State>;
 }
 
 /// What `#[step]` generates for a step that takes `&mut S`: a node of a state graph over
@@ -76,6 +81,32 @@ pub trait StateStep<C: ?Sized, S> {
         ctx: &'a Arc<C>,
         state: &'a mut S,
     ) -> impl Future<Output = Result<Self::Value, Error>> + Send + 'a;
+
+    /// For a pause step: gives the stored answer to the state and returns it, for the
+    /// node's route to match on.
+    ///
+    /// # Errors
+    ///
+    /// When the answer does not decode, or the step is not a pause.
+    fn answer(state: &mut S, answer: serde_json::Value) -> Result<Self::Value, Error> {
+        let _ = (state, answer);
+        Err(Error::msg("internal error: this node is not a pause"))
+    }
+}
+
+/// What a pause step of a state graph does with its answer: decodes it and gives it to the
+/// state.
+///
+/// # Errors
+///
+/// When the answer does not decode as `R`.
+pub fn apply_answer<S, R: serde::de::DeserializeOwned + crate::step::Answer<S>>(
+    state: &mut S,
+    answer: serde_json::Value,
+) -> Result<R, Error> {
+    let answer: R = from_json(answer)?;
+    answer.apply(state);
+    Ok(answer)
 }
 
 /// Runs a workflow as a node of another workflow: its events nest in the outer run's.
@@ -346,11 +377,7 @@ pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<serde_json::Va
 /// When the JSON does not decode as `T`.
 pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
     serde_json::from_value(value).map_err(|error| {
-        Error::msg(format!(
-            "the stored value is not a `{}`: {error}",
-            std::any::type_name::<T>()
-        ))
-        .permanent()
+        Error::msg(format!("not a `{}`: {error}", std::any::type_name::<T>())).permanent()
     })
 }
 
@@ -407,6 +434,12 @@ pub trait Persist<X: ?Sized>: Workflow {
         options: RunOptions,
         run: crate::durable::DurableRun<Self::Input>,
     ) -> crate::durable::DriveFuture<Self::Output>;
+
+    /// Checks an answer to the run's pause and turns it into what the store records: the
+    /// pause node's checkpoint, or a state graph's state after it.
+    fn answer(
+        args: crate::durable::AnswerArgs<Self::Context, Self::Input>,
+    ) -> crate::durable::AnswerFuture;
 }
 
 /// The node-level part of [`Persist`] for a dataflow workflow: its slots to and from JSON.
@@ -426,5 +459,8 @@ pub trait PersistNodes: Compiled {
     fn restore_node(run: &Self::Run, node: NodeId, value: serde_json::Value) -> Result<(), Error>;
 }
 
-pub use crate::durable::{DriveFuture, DurableRun, drive_dataflow, drive_state_graph};
+pub use crate::durable::{
+    AnswerArgs, AnswerFuture, DriveFuture, DurableRun, answer_dataflow, answer_state_graph,
+    drive_dataflow, drive_state_graph,
+};
 pub use serde_json::Value as JsonValue;

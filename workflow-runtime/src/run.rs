@@ -26,9 +26,9 @@ use crate::events::{Event, EventKind, EventLog, EventStream};
 use crate::graph::{Graph, Next, NodeDef, NodeId, StateGraphDef, Target};
 use crate::policy::{OnFailure, Policy};
 use crate::private::{Compiled, CompiledStateGraph, StateFuture};
-use crate::step::StepError;
+use crate::step::{ErrorKind, StepError};
 use crate::store::{
-    Checkpoint, RunStatus, StateCheckpoint, Store, StoreError, StoreFuture, Timestamp,
+    Checkpoint, Interrupt, RunStatus, StateCheckpoint, Store, StoreError, StoreFuture, Timestamp,
 };
 
 /// How many node executions a run of a state graph may make before it fails with
@@ -313,7 +313,7 @@ impl fmt::Display for RunError {
             Self::Store(error) => write!(f, "{error}"),
             Self::Waiting { node, .. } => write!(
                 f,
-                "the run is waiting for an answer to its pause `{node}` (it is stored; answer it to go on)"
+                "the run waits for an answer to its pause `{node}`: a durable run stores the request and goes on with `Durable::answer`"
             ),
             Self::NotResumable { run, reason } => write!(f, "run {run} cannot resume: {reason}"),
             Self::GraphChanged {
@@ -676,6 +676,8 @@ enum Finished {
     Done(Done),
     /// It failed and its policy skips it.
     Skipped,
+    /// It is a pause: it asked for outside input (the request, as JSON).
+    Paused(serde_json::Value),
 }
 
 /// How a node's output came to exist.
@@ -734,7 +736,19 @@ impl Recorder {
                 Ok(json) => (RunStatus::Succeeded, Some(json), None),
                 Err(error) => (RunStatus::Failed, None, Some(error.to_string())),
             },
-            Err(RunError::Store(_) | RunError::Waiting { .. }) => return result,
+            Err(RunError::Store(_)) => return result,
+            Err(RunError::Waiting { node, request }) => {
+                let interrupt = Interrupt {
+                    node: (*node).to_owned(),
+                    request: request.clone(),
+                    created_at: Timestamp::now(),
+                };
+                self.write(log, |store, id, events| {
+                    store.suspend(id, interrupt, events)
+                })
+                .await?;
+                return result;
+            }
             Err(RunError::Cancelled) => (RunStatus::Cancelled, None, None),
             Err(error) => (RunStatus::Failed, None, Some(error.to_string())),
         };
@@ -915,6 +929,24 @@ async fn drive_graph<W: Compiled>(
         return Err(failure);
     }
     drop(in_flight);
+    output::<W>(graph, run, nodes.paused, &log)
+}
+
+/// The end of a dataflow run whose steps all ended: its output, or its pause.
+fn output<W: Compiled>(
+    graph: &'static Graph,
+    run: Arc<W::Run>,
+    paused: Option<(NodeId, serde_json::Value)>,
+    log: &EventLog,
+) -> Result<W::Output, RunError> {
+    if let Some((node, request)) = paused {
+        let node = graph.node(node).name;
+        log.emit(EventKind::RunWaiting {
+            node: node.into(),
+            duration: log.elapsed(),
+        });
+        return Err(RunError::Waiting { node, request });
+    }
     let output = Arc::into_inner(run).and_then(W::output);
     let Some(output) = output else {
         let error = "the run ended without its output".to_owned();
@@ -965,6 +997,10 @@ async fn settle<W: Compiled>(
                 None => nodes.done(node),
             },
             Some(Ok((node, Ok(Finished::Skipped)))) => nodes.skip(node, log),
+            Some(Ok((node, Ok(Finished::Paused(request))))) => {
+                // The nodes downstream wait for the answer; the others go on.
+                nodes.paused.get_or_insert((node, request));
+            }
             Some(Ok((node, Err((step, source))))) => {
                 failure.get_or_insert(RunError::Step {
                     node: graph.node(node).name,
@@ -1041,6 +1077,9 @@ struct Readiness {
     skipped: Vec<bool>,
     /// Nodes whose inputs all exist, in the order they became ready.
     ready: VecDeque<NodeId>,
+    /// The first pause node that asked for input, with its request: the nodes downstream
+    /// of it wait for the answer.
+    paused: Option<(NodeId, serde_json::Value)>,
 }
 
 impl Readiness {
@@ -1061,6 +1100,7 @@ impl Readiness {
             waiting_for,
             skipped: vec![false; graph.nodes.len()],
             ready,
+            paused: None,
         }
     }
 
@@ -1137,6 +1177,9 @@ async fn node_attempts<W: Compiled>(
     let Err(error) = result else {
         return (node, Ok(done(made, Some((made, duration)))));
     };
+    if let Some(request) = error.pause_request() {
+        return (node, Ok(Finished::Paused(request.clone())));
+    }
     let outcome = match def.on_failure {
         OnFailure::Fail => Err((def.step, error)),
         OnFailure::Skip => Ok(Finished::Skipped),
@@ -1285,6 +1328,9 @@ where
                 }
                 return (Ok(value), attempt, duration);
             }
+            Err(error) if error.kind() == ErrorKind::Paused => {
+                return (Err(error), attempt, duration);
+            }
             Err(error) if retry => {
                 let delay = policy.jittered_delay_before(attempt + 1, draw(jitter, attempt));
                 log.emit(EventKind::StepRetrying {
@@ -1377,6 +1423,10 @@ pub(crate) async fn drive_state<W: CompiledStateGraph>(
                 duration: log.elapsed(),
             }),
             Err(RunError::Cancelled) => log.emit(EventKind::RunCancelled {
+                duration: log.elapsed(),
+            }),
+            Err(RunError::Waiting { node, .. }) => log.emit(EventKind::RunWaiting {
+                node: (*node).into(),
                 duration: log.elapsed(),
             }),
             Err(error) => {
@@ -1476,7 +1526,7 @@ async fn walk_graph<W: CompiledStateGraph>(
                     kept.take()
                 };
                 if let Some(state) = state {
-                    W::node(ctx, node, state)
+                    W::node(ctx, node, state, None)
                 } else {
                     let lost: StateFuture<W::State> = Box::pin(std::future::ready(Err(
                         StepError::msg("internal error: the state was used up"),
@@ -1487,11 +1537,7 @@ async fn walk_graph<W: CompiledStateGraph>(
         )
         .await;
         let taken;
-        (state, taken) = result.map_err(|source| RunError::Step {
-            node: node_def.name,
-            step: node_def.step,
-            source,
-        })?;
+        (state, taken) = result.map_err(|source| node_error(node_def, source))?;
         if durable.is_some() {
             log.emit(EventKind::StepSucceeded {
                 node: node_def.name.into(),
@@ -1529,9 +1575,25 @@ async fn walk_graph<W: CompiledStateGraph>(
     Ok(state)
 }
 
+/// The run's error for a node of a state graph whose step ended without its state: its
+/// pause, or its failure.
+fn node_error(node: &'static NodeDef, source: StepError) -> RunError {
+    match source.pause_request() {
+        Some(request) => RunError::Waiting {
+            node: node.name,
+            request: request.clone(),
+        },
+        None => RunError::Step {
+            node: node.name,
+            step: node.step,
+            source,
+        },
+    }
+}
+
 /// Where a state graph goes after `node` took arm `taken` (0 for a plain edge); counts the
 /// route's rounds and emits `routed` or `loop_bound_hit`.
-fn route(
+pub(crate) fn route(
     graph: &'static Graph,
     def: &StateGraphDef,
     node: NodeId,

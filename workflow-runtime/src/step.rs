@@ -46,7 +46,108 @@ pub trait Step {
     const POLICY: Policy;
     /// For a workflow used as a step (a subworkflow): its graph.
     const SUBGRAPH: Option<&'static Graph> = None;
+    /// Whether the step is a pause: it returns a [`Pause`] and its node waits for the
+    /// answer, which becomes the node's output.
+    const PAUSE: bool = false;
 }
+
+/// What a pause step returns: a request for outside input (a person's approval, an edit)
+/// of type `Request`, answered later with a `Reply`.
+///
+/// A step returning `Pause<Request, Reply>` (or `Result<Pause<Request, Reply>, E>`) is a
+/// node of its own: when the run reaches it, every node before it is checkpointed, the
+/// request is stored and the run waits (its process may exit). A later
+/// [`Durable::answer`](crate::Durable::answer) with a `Reply` resumes it: the reply is the
+/// node's output (in a dataflow workflow, what the nodes wired to it receive; in a state
+/// graph, what its route matches on, after [`Answer::apply`] gave it to the state). The
+/// step itself does not run again.
+///
+/// # Examples
+///
+/// ```
+/// use workflow::prelude::*;
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// pub enum Decision {
+///     Approve,
+///     Reject { reason: String },
+/// }
+///
+/// /// Asks an editor to approve the draft.
+/// #[step]
+/// fn approval(draft: &String) -> Pause<String, Decision> {
+///     Pause::new(format!("Publish this? {draft}"))
+/// }
+///
+/// assert!(<approval as Step>::PAUSE);
+/// assert_eq!(<approval as Step>::OUTPUT_TYPE, "Decision");
+/// ```
+pub struct Pause<Request, Reply> {
+    request: Result<serde_json::Value, String>,
+    kind: std::marker::PhantomData<fn(Request) -> Reply>,
+}
+
+impl<Request: serde::Serialize, Reply> Pause<Request, Reply> {
+    /// Asks for a `Reply`, with `request` as what the person (or system) answering sees.
+    pub fn new(request: Request) -> Self {
+        Self {
+            request: serde_json::to_value(&request).map_err(|error| error.to_string()),
+            kind: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<Request, Reply> Pause<Request, Reply> {
+    /// The request, as the error that stops the step's node (what `#[step]` generates).
+    #[doc(hidden)]
+    pub fn into_step_error(self) -> StepError {
+        match self.request {
+            Ok(request) => StepError {
+                kind: ErrorKind::Paused,
+                source: Box::new(PauseRequest(request)),
+            },
+            Err(error) => {
+                StepError::msg(format!("the pause request does not serialize: {error}")).permanent()
+            }
+        }
+    }
+}
+
+impl<Request, Reply> fmt::Debug for Pause<Request, Reply> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pause")
+            .field("request", &self.request)
+            .finish()
+    }
+}
+
+/// How the answer to a pause in a state graph changes the graph's state `S`.
+///
+/// In a dataflow workflow the answer is the pause node's output; in a state graph, nodes
+/// only share the state, so the answer must say what it changes there (an approval may
+/// change nothing; an edit replaces a text). The route after the pause node then matches
+/// on the answer.
+#[diagnostic::on_unimplemented(
+    message = "the answer `{Self}` to a pause in a state graph over `{S}` must say how it changes the state",
+    label = "`{Self}` does not implement `workflow::Answer<{S}>`",
+    note = "implement it: `impl workflow::Answer<{S}> for {Self} {{ fn apply(&self, state: &mut {S}) {{ ... }} }}`"
+)]
+pub trait Answer<S> {
+    /// Gives the answer to the state.
+    fn apply(&self, state: &mut S);
+}
+
+/// The payload of a [`StepError`] of kind [`ErrorKind::Paused`].
+#[derive(Debug)]
+struct PauseRequest(serde_json::Value);
+
+impl fmt::Display for PauseRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the step paused for outside input")
+    }
+}
+
+impl StdError for PauseRequest {}
 
 /// The bounds every step output satisfies, so that it can be checkpointed, shipped to
 /// another worker, streamed to a client or snapshotted in a test.
@@ -108,6 +209,8 @@ pub enum ErrorKind {
     TimedOut,
     /// The step panicked; never retried.
     Panicked,
+    /// Not a failure: a pause step asked for outside input (see [`Pause`]).
+    Paused,
 }
 
 #[derive(Debug)]
@@ -154,6 +257,15 @@ impl StepError {
         Self {
             kind: ErrorKind::Panicked,
             source: Box::new(Message(format!("panicked: {message}").into())),
+        }
+    }
+
+    /// For a pause step's request: the request, as JSON.
+    pub fn pause_request(&self) -> Option<&serde_json::Value> {
+        if self.kind == ErrorKind::Paused {
+            self.source.downcast_ref::<PauseRequest>().map(|r| &r.0)
+        } else {
+            None
         }
     }
 
