@@ -23,7 +23,7 @@ fn slow_linkedin() -> ContentPipeline {
     let llm = MockLlm::new()
         .with_latency(Duration::from_millis(100))
         .slow_when("[linkedin]", Duration::from_secs(1));
-    ContentPipeline::new(Ctx { llm })
+    ContentPipeline::new(Ctx::new(llm))
 }
 
 fn at(events: &[Event], node: &str, started: bool) -> Duration {
@@ -115,7 +115,7 @@ fn the_graph_renders_as_mermaid_and_dot() {
 #[tokio::test(start_paused = true)]
 async fn a_failing_step_names_itself_and_keeps_its_cause() {
     let llm = MockLlm::new().always_fail_when("[linkedin]");
-    let error = ContentPipeline::new(Ctx { llm })
+    let error = ContentPipeline::new(Ctx::new(llm))
         .run(topic())
         .await
         .expect_err("linkedin always fails");
@@ -139,7 +139,7 @@ async fn a_failing_email_is_skipped_and_the_posts_still_go_out() {
     let llm = MockLlm::new()
         .with_latency(Duration::from_millis(100))
         .always_fail_when("[email]");
-    let handle = ContentPipeline::new(Ctx { llm }).start(topic());
+    let handle = ContentPipeline::new(Ctx::new(llm)).start(topic());
     let events = handle.events();
     let published = handle.await.expect("the email is skipped, the run goes on");
     let events = events.collect().await;

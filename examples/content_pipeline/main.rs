@@ -1,7 +1,14 @@
-//! The content pipeline, run with live progress and a summary.
+//! The content pipeline, run with live progress and a summary. Every run is durable: it is
+//! kept in a SQLite file (`content_pipeline.db`, or `--db PATH`), so a run whose process
+//! died resumes where it stopped, and a run with an editor's review waits, stored, for the
+//! editor's answer.
 //!
 //! ```text
 //! cargo run --example content_pipeline
+//! cargo run --example content_pipeline -- --resume <run-id>     # after a crash or Ctrl-C
+//! cargo run --example content_pipeline -- --review              # waits for an editor...
+//! cargo run --example content_pipeline -- --approve <run-id>    # ...who approves
+//! cargo run --example content_pipeline -- --reject <run-id> 'off topic'
 //! cargo run --example content_pipeline -- --topic "Rust for data teams" --slow linkedin
 //! cargo run --example content_pipeline -- --flaky research     # watch retries happen
 //! cargo run --example content_pipeline -- --fail email         # skipped: the posts still go out
@@ -10,17 +17,32 @@
 //! ```
 
 mod pipeline;
+mod store;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline::{ContentPipeline, Ctx, Topic};
-use workflow::Progress;
+use pipeline::{ContentPipeline, Ctx, Published, Review, ReviewedPipeline, Topic, editor_review};
 use workflow::mock::MockLlm;
 use workflow::prelude::*;
+use workflow::store::{MemoryStore, SqliteStore, Store};
+use workflow::{Progress, RunId};
 
 const USAGE: &str = "usage: content_pipeline [--topic TEXT] [--audience TEXT] [--latency MS] \
-[--slow STEP]... [--flaky STEP]... [--fail STEP]... [--graph] [--dot] [--json]";
+[--slow STEP]... [--flaky STEP]... [--fail STEP]... [--graph] [--dot] [--json] \
+[--db PATH | --memory] [--review] [--resume RUN_ID] [--approve RUN_ID] [--reject RUN_ID REASON]";
+
+/// What to do.
+enum Action {
+    /// Start a new run.
+    Start,
+    /// Resume a run that did not end.
+    Resume(RunId),
+    /// Answer an editor's review.
+    Answer(RunId, Review),
+}
 
 struct Args {
     topic: String,
@@ -31,6 +53,15 @@ struct Args {
     fail: Vec<String>,
     graph: Option<&'static str>,
     json: bool,
+    db: Option<PathBuf>,
+    review: bool,
+    action: Action,
+    journal: Option<PathBuf>,
+    kill_during_checkpoint: Option<usize>,
+}
+
+fn run_id(text: &str) -> Result<RunId, String> {
+    text.parse().map_err(|_| format!("not a run id: {text}"))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,6 +74,11 @@ fn parse_args() -> Result<Args, String> {
         fail: Vec::new(),
         graph: None,
         json: false,
+        db: Some(PathBuf::from("content_pipeline.db")),
+        review: false,
+        action: Action::Start,
+        journal: None,
+        kill_during_checkpoint: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +102,24 @@ fn parse_args() -> Result<Args, String> {
             "--graph" => args.graph = Some("mermaid"),
             "--dot" => args.graph = Some("dot"),
             "--json" => args.json = true,
+            "--db" => args.db = Some(PathBuf::from(value()?)),
+            "--memory" => args.db = None,
+            "--review" => args.review = true,
+            "--resume" => args.action = Action::Resume(run_id(&value()?)?),
+            "--approve" => args.action = Action::Answer(run_id(&value()?)?, Review::Approve),
+            "--reject" => {
+                let id = run_id(&value()?)?;
+                let reason = value()?;
+                args.action = Action::Answer(id, Review::Reject { reason });
+            }
+            // For tests: a file where each step notes that it runs, and a SIGKILL sent to
+            // this process while its N-th checkpoint is being written.
+            "--journal" => args.journal = Some(PathBuf::from(value()?)),
+            "--kill-during-checkpoint" => {
+                let n = value()?;
+                args.kill_during_checkpoint =
+                    Some(n.parse().map_err(|_| format!("not a number: {n}"))?);
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -82,7 +136,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let graph = ContentPipeline::graph();
+    let graph = if args.review {
+        ReviewedPipeline::graph()
+    } else {
+        ContentPipeline::graph()
+    };
     match args.graph {
         Some("mermaid") => {
             print!("{}", graph.to_mermaid());
@@ -94,8 +152,23 @@ async fn main() -> ExitCode {
         }
         None => {}
     }
+    match run(args).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    // Prompts start with the step's tag, e.g. "[linkedin] ...", so scripts can target a step.
+/// The mock LLM the flags ask for. Prompts start with the step's tag, e.g.
+/// "[linkedin] ...", so flags can target a step.
+fn llm(args: &Args) -> MockLlm {
     let mut llm = MockLlm::new().with_latency(args.latency);
     for step in &args.slow {
         llm = llm.slow_when(format!("[{step}]"), args.latency * 8);
@@ -106,49 +179,93 @@ async fn main() -> ExitCode {
     for step in &args.fail {
         llm = llm.always_fail_when(format!("[{step}]"));
     }
+    llm
+}
 
-    let pipeline = ContentPipeline::new(Ctx { llm });
-    let topic = Topic {
-        title: args.topic,
-        audience: args.audience,
+async fn run(args: Args) -> Result<ExitCode, RunError> {
+    let mut ctx = Ctx::new(llm(&args));
+    if let Some(path) = &args.journal {
+        ctx = ctx
+            .with_journal(path)
+            .map_err(|error| RunError::Internal(format!("cannot open the journal: {error}")))?;
+    }
+    let ctx = Arc::new(ctx);
+    let mut store: Arc<dyn Store> = match &args.db {
+        Some(path) => Arc::new(SqliteStore::open(path)?),
+        None => Arc::new(MemoryStore::new()),
     };
-    let handle = pipeline.start(topic);
-    eprintln!("run {}", handle.id());
+    if let Some(n) = args.kill_during_checkpoint {
+        store = Arc::new(store::KillDuringCheckpoint::new(store, n));
+    }
+    let plain = Durable::with_shared_store(
+        ContentPipeline::with_context(Arc::clone(&ctx)),
+        Arc::clone(&store),
+    );
+    let reviewed =
+        Durable::with_shared_store(ReviewedPipeline::with_context(ctx), Arc::clone(&store));
+    let topic = Topic {
+        title: args.topic.clone(),
+        audience: args.audience.clone(),
+    };
+    let reviewed_name = ReviewedPipeline::graph().name;
+    let (handle, graph) = match args.action {
+        Action::Start if args.review => (reviewed.start(topic).await?, ReviewedPipeline::graph()),
+        Action::Start => (plain.start(topic).await?, ContentPipeline::graph()),
+        Action::Resume(id) if store.run(id).await?.workflow == reviewed_name => {
+            (reviewed.resume(id).await?, ReviewedPipeline::graph())
+        }
+        Action::Resume(id) => (plain.resume(id).await?, ContentPipeline::graph()),
+        Action::Answer(id, review) => (
+            reviewed.answer::<editor_review>(id, review).await?,
+            ReviewedPipeline::graph(),
+        ),
+    };
+    let id = handle.id();
+    match &args.db {
+        Some(path) => eprintln!("run {id} (stored in {})", path.display()),
+        None => eprintln!("run {id} (in memory)"),
+    }
     let events = Progress::stderr(graph).follow(handle.events()).await;
     let result = handle.await;
     eprintln!("\n{}\n", RunSummary::new(graph, &events));
-
     match result {
-        Ok(published) if args.json => {
+        Ok(published) => {
+            print_published(&published, args.json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(RunError::Waiting { request, .. }) => {
+            println!("run {id} waits for an editor's review of:");
             println!(
                 "{}",
-                serde_json::to_string_pretty(&published).expect("outputs serialize")
+                serde_json::to_string_pretty(&request).expect("JSON prints")
             );
-            ExitCode::SUCCESS
+            println!("answer with:");
+            println!("  cargo run --example content_pipeline -- --approve {id}");
+            println!("  cargo run --example content_pipeline -- --reject {id} 'reason'");
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(published) => {
-            println!("published {}", published.url);
-            match &published.email_subject {
-                Some(subject) => println!("  email: {subject}"),
-                None => println!("  email: (skipped)"),
-            }
-            for post in &published.posts {
-                println!("  {}: {}", post.network, post.text);
-            }
-            println!("  hashtags: {}", published.hashtags.join(" "));
-            for warning in &published.warnings {
-                println!("  warning: {warning}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
-            ExitCode::FAILURE
-        }
+        Err(error) => Err(error),
+    }
+}
+
+fn print_published(published: &Published, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(published).expect("outputs serialize")
+        );
+        return;
+    }
+    println!("published {}", published.url);
+    match &published.email_subject {
+        Some(subject) => println!("  email: {subject}"),
+        None => println!("  email: (skipped)"),
+    }
+    for post in &published.posts {
+        println!("  {}: {}", post.network, post.text);
+    }
+    println!("  hashtags: {}", published.hashtags.join(" "));
+    for warning in &published.warnings {
+        println!("  warning: {warning}");
     }
 }

@@ -19,6 +19,36 @@ use workflow::prelude::*;
 pub(crate) struct Ctx {
     /// The (mock) LLM every writing step calls.
     pub(crate) llm: MockLlm,
+    /// Where each step notes that it runs, if anywhere (tests count executions with it).
+    pub(crate) journal: Option<std::sync::Mutex<std::fs::File>>,
+}
+
+impl Ctx {
+    /// A context around `llm`, keeping no journal.
+    pub(crate) fn new(llm: MockLlm) -> Self {
+        Self { llm, journal: None }
+    }
+
+    /// Appends every step execution, one node name per line, to the file at `path`.
+    pub(crate) fn with_journal(mut self, path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        self.journal = Some(std::sync::Mutex::new(file));
+        Ok(self)
+    }
+
+    /// Notes that `node` runs (a line written at once, so a killed process loses none).
+    fn ran(&self, node: &str) {
+        if let Some(journal) = &self.journal {
+            use std::io::Write as _;
+            let mut file = journal
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _ = file.write_all(format!("{node}\n").as_bytes());
+        }
+    }
 }
 
 /// What to write about.
@@ -118,6 +148,7 @@ impl std::error::Error for QualityError {}
 /// Gathers notes on the topic.
 #[step(retries = 2, backoff = "50ms..1s", timeout = "30s")]
 pub(crate) async fn research(ctx: &Ctx, topic: &Topic) -> Result<Research, MockLlmError> {
+    ctx.ran("research");
     let mut notes = Vec::new();
     for angle in ["why it matters", "how it works", "what to try first"] {
         let prompt = format!(
@@ -135,6 +166,7 @@ pub(crate) async fn research(ctx: &Ctx, topic: &Topic) -> Result<Research, MockL
 /// Writes the blog post from the notes.
 #[step(retries = 2, backoff = "50ms..1s")]
 pub(crate) async fn blog_post(ctx: &Ctx, research: &Research) -> Result<Post, MockLlmError> {
+    ctx.ran("post");
     let prompt = format!(
         "[blog_post] Write a post titled {}\n{}",
         research.title,
@@ -150,6 +182,7 @@ pub(crate) async fn blog_post(ctx: &Ctx, research: &Research) -> Result<Post, Mo
 /// Writes the LinkedIn post.
 #[step(retries = 2, backoff = "50ms..1s")]
 pub(crate) async fn linkedin(ctx: &Ctx, post: &Post) -> Result<Social, MockLlmError> {
+    ctx.ran("linkedin");
     let prompt = format!("[linkedin] Announce: {}\n{}", post.title, post.body);
     Ok(Social {
         network: "linkedin".into(),
@@ -160,6 +193,7 @@ pub(crate) async fn linkedin(ctx: &Ctx, post: &Post) -> Result<Social, MockLlmEr
 /// Writes the tweet.
 #[step(retries = 2, backoff = "50ms..1s")]
 pub(crate) async fn twitter(ctx: &Ctx, post: &Post) -> Result<Social, MockLlmError> {
+    ctx.ran("tweet");
     let prompt = format!("[twitter] Tweet about: {}\n{}", post.title, post.body);
     let text: String = ctx.llm.complete(&prompt).await?.chars().take(280).collect();
     Ok(Social {
@@ -171,6 +205,7 @@ pub(crate) async fn twitter(ctx: &Ctx, post: &Post) -> Result<Social, MockLlmErr
 /// Writes the newsletter.
 #[step(retries = 2, backoff = "50ms..1s")]
 pub(crate) async fn email(ctx: &Ctx, post: &Post) -> Result<Email, MockLlmError> {
+    ctx.ran("email");
     let prompt = format!("[email] Newsletter for: {}\n{}", post.title, post.body);
     Ok(Email {
         subject: format!("New post: {}", post.title),
@@ -181,6 +216,7 @@ pub(crate) async fn email(ctx: &Ctx, post: &Post) -> Result<Email, MockLlmError>
 /// Tags and summarises the tweet.
 #[step(retries = 2, backoff = "50ms..1s")]
 pub(crate) async fn meta(ctx: &Ctx, tweet: &Social) -> Result<Meta, MockLlmError> {
+    ctx.ran("meta");
     let summary = ctx
         .llm
         .complete(&format!("[meta] Summarise in one line\n{}", tweet.text))
@@ -200,11 +236,13 @@ pub(crate) async fn meta(ctx: &Ctx, tweet: &Social) -> Result<Meta, MockLlmError
 /// Checks every piece before anything goes out: a plain function, no LLM.
 #[step]
 pub(crate) fn quality_check(
+    ctx: &Ctx,
     linkedin: &Social,
     tweet: &Social,
     email: Option<&Email>,
     meta: &Meta,
 ) -> Result<Checked, QualityError> {
+    ctx.ran("checked");
     if tweet.text.chars().count() > 280 {
         return Err(QualityError("the tweet is over 280 characters".into()));
     }
@@ -233,6 +271,7 @@ pub(crate) fn quality_check(
 /// Publishes everything.
 #[step(retries = 2, backoff = "50ms..1s")]
 pub(crate) async fn publish(ctx: &Ctx, checked: &Checked) -> Result<Published, MockLlmError> {
+    ctx.ran("publish");
     // The newsletter's subject names the post; without a newsletter, the first post does.
     let about = checked
         .email
@@ -271,5 +310,77 @@ workflow! {
         let meta = meta(tweet);
         let checked = quality_check(linkedin, tweet, email.ok(), meta);
         publish(checked)
+    }
+}
+
+/// What the editor is asked: the posts about to go out.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct ReviewRequest {
+    /// The posts.
+    pub(crate) posts: Vec<Social>,
+    /// The checker's notes.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// The editor's answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Review {
+    /// Publish as it is.
+    Approve,
+    /// Do not publish.
+    Reject {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Asks an editor to approve the checked posts: the run waits, stored, until the answer.
+#[step]
+pub(crate) fn editor_review(checked: &Checked) -> Pause<ReviewRequest, Review> {
+    Pause::new(ReviewRequest {
+        posts: checked.posts.clone(),
+        warnings: checked.warnings.clone(),
+    })
+}
+
+/// An editor rejected the posts.
+#[derive(Debug)]
+pub(crate) struct Rejected(pub String);
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the editor rejected the posts: {}", self.0)
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// Publishes what the editor approved.
+#[step]
+pub(crate) async fn publish_reviewed(
+    ctx: &Ctx,
+    checked: &Checked,
+    review: &Review,
+) -> Result<Published, StepError> {
+    match review {
+        Review::Approve => Ok(publish(ctx, checked).await?),
+        Review::Reject { reason } => Err(StepError::from(Rejected(reason.clone())).permanent()),
+    }
+}
+
+workflow! {
+    /// The content pipeline with an editor's approval before anything goes out.
+    pub(crate) ReviewedPipeline(ctx: Ctx, topic: Topic) -> Published {
+        let research = research(topic);
+        let post = blog_post(research);
+        let linkedin = linkedin(post);
+        let tweet = twitter(post);
+        #[node(on_failure = skip)]
+        let email = email(post);
+        let meta = meta(tweet);
+        let checked = quality_check(linkedin, tweet, email.ok(), meta);
+        let review = editor_review(checked);
+        publish_reviewed(checked, review)
     }
 }

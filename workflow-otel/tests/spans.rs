@@ -39,7 +39,7 @@ async fn runs_and_steps_are_exported_as_a_span_tree() {
         title: "Spans".into(),
         audience: "operators".into(),
     };
-    let handle = ContentPipeline::new(Ctx { llm }).start(topic);
+    let handle = ContentPipeline::new(Ctx::new(llm)).start(topic);
     let run_id = handle.id().to_string();
     handle.await.expect("succeeds after one retry");
     provider.force_flush().unwrap();
