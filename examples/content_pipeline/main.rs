@@ -14,6 +14,9 @@
 //! cargo run --example content_pipeline -- --fail email         # skipped: the posts still go out
 //! cargo run --example content_pipeline -- --fail linkedin      # a failing step fails the run
 //! cargo run --example content_pipeline -- --graph              # print the graph as Mermaid
+//! cargo run --example content_pipeline -- runs                  # the stored runs
+//! cargo run --example content_pipeline -- show <run-id>         # nodes, timings, outputs
+//! cargo run --example content_pipeline -- events <run-id>       # the event log, as JSON
 //! ```
 
 mod pipeline;
@@ -127,8 +130,50 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// The run commands (`runs`, `show`, `events`, `resume`, `graph`) of `workflow::cli`.
+#[derive(clap::Parser)]
+#[command(name = "content_pipeline")]
+struct Inspect {
+    /// The SQLite file the runs are kept in.
+    #[arg(long, global = true, default_value = "content_pipeline.db")]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: workflow::cli::RunsCommand,
+}
+
+/// Carries out a run command against the store.
+async fn inspect(inspect: Inspect) -> ExitCode {
+    let store: Arc<dyn Store> = match SqliteStore::open(&inspect.db) {
+        Ok(store) => Arc::new(store),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = Arc::new(Ctx::new(MockLlm::new()));
+    let plain = Durable::with_shared_store(
+        ContentPipeline::with_context(Arc::clone(&ctx)),
+        Arc::clone(&store),
+    );
+    let reviewed =
+        Durable::with_shared_store(ReviewedPipeline::with_context(ctx), Arc::clone(&store));
+    let workflows: [&dyn workflow::DynDurable; 2] = [&plain, &reviewed];
+    let mut out = std::io::stdout().lock();
+    match inspect.command.execute(&*store, &workflows, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let first = std::env::args().nth(1).unwrap_or_default();
+    if ["runs", "show", "events", "resume", "graph"].contains(&first.as_str()) {
+        return inspect(<Inspect as clap::Parser>::parse()).await;
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
