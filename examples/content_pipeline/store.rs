@@ -48,8 +48,10 @@ impl Store for KillDuringCheckpoint {
         // write has done when the signal lands is what the restarted process finds.
         let write = self.inner.checkpoint(run, checkpoints, events);
         Box::pin(async move {
-            let kill = std::process::Command::new("kill")
-                .args(["-9", &std::process::id().to_string()])
+            // The shell's own `kill`: no procps needed.
+            let kill = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -9 {}", std::process::id()))
                 .spawn();
             let _ = write.await;
             if let Ok(mut kill) = kill {

@@ -747,7 +747,11 @@ fn node_fn(index: usize, node: &Node, alias: &Ident, surface: &Surface) -> Token
         quote!(<#alias as #private::StateStep<#ctx_ty, #state_ty>>::call(&__wf_ctx, &mut __wf_state).await?),
         span,
     );
-    let answer = quote!(<#alias as #private::StateStep<#ctx_ty, #state_ty>>::answer(&mut __wf_state, __wf_answer)?);
+    // Spanned like the call: a node over the wrong state is one error, not two.
+    let answer = respan(
+        quote!(<#alias as #private::StateStep<#ctx_ty, #state_ty>>::answer(&mut __wf_state, __wf_answer)?),
+        span,
+    );
     let pick = if let Some(Next::Route(route)) = &node.next {
         {
             let match_token = &route.match_token;
