@@ -1,0 +1,341 @@
+//! The durable path's cost: the `overhead` benchmark's graphs run plain (`workflow.run`,
+//! nothing stored), and durably (`Durable::run`, every completed node checkpointed) on the
+//! in-memory store and on SQLite, in one benchmark run so that the figures compare.
+//!
+//! Shapes (the `overhead` benchmark's, from `generated/graphs.rs`; see `overhead.rs`):
+//! - `fanout_1000`: one root, 1000 no-op leaves reading it, joined by a tree of `sum10`
+//!   steps: 1112 steps, one run per iteration. Leaves that complete while the store writes
+//!   go into the next checkpoint's transaction together, so this is the batched case;
+//! - `chain_100`: 100 no-op steps in a row, one run per iteration: one checkpoint
+//!   transaction per step, the unbatched case;
+//! - `pipeline_x200`: the content pipeline's shape (8 no-op steps), 200 runs back to back
+//!   per iteration: many small runs, where recording and finishing each run counts.
+//!
+//! Variants, per shape (group `durable/<shape>`, throughput in steps, so criterion reports
+//! the time per step and steps per second):
+//! - `plain`: `workflow.run(input)`, the baseline;
+//! - `memory`: `Durable::new(workflow, MemoryStore::new())`, then `durable.run(input)`; a
+//!   fresh store per criterion sample, so the stored runs do not pile up in memory;
+//! - `sqlite`: the same on `SqliteStore::open` (WAL, `synchronous = NORMAL`), one file per
+//!   shape in a temporary directory, fresh when the benchmark starts and kept for all its
+//!   samples: runs accumulate in it, as they do in a real store (its size is printed at the
+//!   end). The directory is removed afterwards.
+//!
+//! Every variant runs on a multi-thread tokio runtime with 2 workers, its runs awaited back
+//! to back from one task on a worker, as in `overhead.rs`. A durable run is spawned in a
+//! task of its own (`Durable::start`); a plain run is driven by the awaiting task.
+// `generated/graphs.rs`'s single-task chain names its futures' types 100 deep: proving it
+// `Send` (it runs in a spawned task, in the check below) needs a deeper recursion.
+#![recursion_limit = "512"]
+#![allow(
+    // Step inputs are taken by reference, as `generated/graphs.rs`'s hand-written code
+    // calls them.
+    clippy::trivially_copy_pass_by_ref,
+    // `sum10` joins ten inputs: that is the point of it.
+    clippy::too_many_arguments
+)]
+
+use std::future::{Future, ready};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::FutureExt as _;
+use futures_util::future::{Map, Shared};
+use tokio::runtime::Runtime;
+use tokio::task::{JoinError, JoinHandle};
+use workflow::prelude::*;
+use workflow::store::{MemoryStore, SqliteStore, Store};
+
+// ---- The no-op steps (those of `overhead.rs`). ----
+
+#[step]
+fn inc(x: &u64) -> u64 {
+    x.wrapping_add(1)
+}
+
+#[step]
+#[allow(clippy::many_single_char_names)]
+fn sum10(
+    a: &u64,
+    b: &u64,
+    c: &u64,
+    d: &u64,
+    e: &u64,
+    f: &u64,
+    g: &u64,
+    h: &u64,
+    i: &u64,
+    j: &u64,
+) -> u64 {
+    [a, b, c, d, e, f, g, h, i, j]
+        .into_iter()
+        .fold(0, |sum, x| sum.wrapping_add(*x))
+}
+
+#[step]
+fn research(topic: &u64) -> u64 {
+    topic.wrapping_add(1)
+}
+
+#[step]
+fn blog_post(research: &u64) -> u64 {
+    research.wrapping_add(1)
+}
+
+#[step]
+fn linkedin(post: &u64) -> u64 {
+    post.wrapping_add(1)
+}
+
+#[step]
+fn twitter(post: &u64) -> u64 {
+    post.wrapping_add(2)
+}
+
+#[step]
+fn email(post: &u64) -> u64 {
+    post.wrapping_add(3)
+}
+
+#[step]
+fn meta(tweet: &u64) -> u64 {
+    tweet.wrapping_add(1)
+}
+
+#[step]
+fn quality_check(linkedin: &u64, tweet: &u64, email: &u64, meta: &u64) -> u64 {
+    linkedin
+        .wrapping_add(*tweet)
+        .wrapping_add(*email)
+        .wrapping_add(*meta)
+}
+
+#[step]
+fn publish(checked: &u64) -> u64 {
+    checked.wrapping_add(1)
+}
+
+// ---- The shapes. ----
+//
+// `generated/graphs.rs` holds each shape as a `workflow!` and as two hand-written tokio
+// programs. Only the workflows are measured here; the hand-written programs (which need
+// the helpers below, as in `overhead.rs`) only check the workflows' outputs.
+
+/// `step_after!(name; inputs)`: awaits the inputs in turn, then calls the step.
+macro_rules! step_after {
+    ($name:ident; $($input:ident: $ty:ident),+) => {
+        async fn $name<$($ty,)+ O>(
+            step: impl FnOnce($(&$ty),+) -> O,
+            $($input: impl Future<Output = $ty>),+
+        ) -> O {
+            $(let $input = $input.await;)+
+            step($(&$input),+)
+        }
+    };
+}
+
+/// `step_join!(name; inputs)`: polls the inputs together, then calls the step.
+macro_rules! step_join {
+    ($name:ident; $($input:ident: $ty:ident),+) => {
+        async fn $name<$($ty,)+ O>(
+            step: impl FnOnce($(&$ty),+) -> O,
+            $($input: impl Future<Output = $ty>),+
+        ) -> O {
+            let ($($input,)+) = tokio::join!($($input),+);
+            step($(&$input),+)
+        }
+    };
+}
+
+step_after!(step_after1; a: A);
+step_after!(step_after4; a: A, b: B, c: C, d: D);
+step_after!(step_after10; a: A, b: B, c: C, d: D, e: E, f: F, g: G, h: H, i: I, j: J);
+step_join!(step_join4; a: A, b: B, c: C, d: D);
+step_join!(step_join10; a: A, b: B, c: C, d: D, e: E, f: F, g: G, h: H, i: I, j: J);
+
+fn joined<T>(result: Result<T, JoinError>) -> T {
+    result.expect("a step task panicked")
+}
+
+type Task<T> = Map<JoinHandle<T>, fn(Result<T, JoinError>) -> T>;
+
+type SharedTask<T> = Shared<Task<T>>;
+
+fn task<T: Send + 'static>(step: impl Future<Output = T> + Send + 'static) -> Task<T> {
+    tokio::spawn(step).map(joined as fn(_) -> _)
+}
+
+fn shared_task<T: Clone + Send + Sync + 'static>(
+    step: impl Future<Output = T> + Send + 'static,
+) -> SharedTask<T> {
+    task(step).shared()
+}
+
+include!("generated/graphs.rs");
+
+// ---- Measurements. ----
+
+/// Awaits `runs` runs of `run(target)` back to back, `iters` times, inside one task spawned
+/// on the runtime, and times that loop from inside the task (as `overhead.rs` does).
+/// `fresh` makes the target once per criterion sample, outside the timed loop.
+fn measure<T, F, Fut>(b: &mut Bencher<'_>, rt: &Runtime, runs: u32, fresh: impl Fn() -> T, run: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = u64> + Send,
+{
+    b.to_async(rt).iter_custom(|iters| {
+        let target = Arc::new(fresh());
+        async move {
+            tokio::spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for _ in 0..runs {
+                        black_box(run(Arc::clone(&target)).await);
+                    }
+                }
+                start.elapsed()
+            })
+            .await
+            .expect("the measuring task panicked")
+        }
+    });
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// The bytes of an SQLite file and its write-ahead log.
+fn sqlite_size(path: &Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.to_owned(), PathBuf::from(wal)]
+        .iter()
+        .filter_map(|file| std::fs::metadata(file).ok())
+        .map(|metadata| metadata.len())
+        .sum()
+}
+
+/// One group per shape: its three variants, checked to agree with each other and with the
+/// hand-written programs (and the durable ones to store one checkpoint per step) before
+/// they are measured.
+macro_rules! shape {
+    (
+        $c:expr, $rt:expr, $dir:expr, $group:literal, $ty:ident, $steps:expr, $runs:expr,
+        $spawn:ident, $single:ident
+    ) => {{
+        let rt: &Runtime = $rt;
+        let steps: usize = $steps;
+        let runs: u32 = $runs;
+        let path = $dir.join(concat!($group, ".db"));
+        let sqlite: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&path).expect("the SQLite store opens"));
+        let plain = |workflow: Arc<$ty>| async move {
+            workflow.run(black_box(1)).await.expect("the run succeeds")
+        };
+        let durable = |durable: Arc<Durable<$ty>>| async move {
+            durable.run(black_box(1)).await.expect("the run succeeds")
+        };
+        let on_memory = || Durable::new($ty::new(), MemoryStore::new());
+        let on_sqlite = || Durable::with_shared_store($ty::new(), Arc::clone(&sqlite));
+        let checked = {
+            let (memory, sqlite) = (on_memory(), on_sqlite());
+            rt.block_on(async move {
+                tokio::spawn(async move {
+                    let mut outputs = vec![
+                        $spawn(1).await,
+                        $single(1).await,
+                        plain(Arc::new($ty::new())).await,
+                    ];
+                    for durable in [memory, sqlite] {
+                        let handle = durable.start(1).await.expect("the run starts");
+                        let id = handle.id();
+                        outputs.push(handle.await.expect("the run succeeds"));
+                        let stored = durable.store().checkpoints(id).await.expect("stored");
+                        assert_eq!(stored.len(), steps, "{}: one checkpoint per step", $group);
+                    }
+                    outputs
+                })
+                .await
+                .expect("the runs succeed")
+            })
+        };
+        assert!(
+            checked.iter().all(|&output| output == checked[0]),
+            "{}: the variants disagree: {checked:?}",
+            $group
+        );
+        let mut group = $c.benchmark_group(concat!("durable/", $group));
+        group.throughput(Throughput::Elements(steps as u64 * u64::from(runs)));
+        group.bench_function("plain", |b| measure(b, rt, runs, $ty::new, plain));
+        group.bench_function("memory", |b| measure(b, rt, runs, on_memory, durable));
+        group.bench_function("sqlite", |b| measure(b, rt, runs, on_sqlite, durable));
+        group.finish();
+        drop(sqlite);
+        eprintln!(
+            "{}: the SQLite store ended with {} bytes (file and WAL)",
+            $group,
+            sqlite_size(&path)
+        );
+    }};
+}
+
+fn durable(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = std::env::temp_dir().join(format!("workflow-bench-durable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    shape!(
+        c,
+        &rt,
+        dir,
+        "fanout_1000",
+        Fanout1000,
+        1112,
+        1,
+        fanout_1000_tokio_spawn,
+        fanout_1000_tokio_single_task
+    );
+    shape!(
+        c,
+        &rt,
+        dir,
+        "chain_100",
+        Chain100,
+        100,
+        1,
+        chain_100_tokio_spawn,
+        chain_100_tokio_single_task
+    );
+    shape!(
+        c,
+        &rt,
+        dir,
+        "pipeline_x200",
+        Pipeline,
+        8,
+        200,
+        pipeline_tokio_spawn,
+        pipeline_tokio_single_task
+    );
+    drop(rt);
+    std::fs::remove_dir_all(&dir).expect("the temporary directory is removed");
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    targets = durable
+}
+criterion_main!(benches);
