@@ -71,6 +71,9 @@ use crate::store::{Checkpoint, Progress, RunRecord, RunStatus, StateCheckpoint, 
 pub struct Durable<W> {
     workflow: W,
     store: Arc<dyn Store>,
+    /// The workflow graph's structural hash, computed once: every run stores it, every
+    /// resume checks it.
+    graph_hash: Arc<str>,
 }
 
 impl<W> Clone for Durable<W>
@@ -81,6 +84,7 @@ where
         Self {
             workflow: self.workflow.clone(),
             store: Arc::clone(&self.store),
+            graph_hash: Arc::clone(&self.graph_hash),
         }
     }
 }
@@ -99,7 +103,11 @@ impl<W: Persist<()>> Durable<W> {
 
     /// Pairs `workflow` with a store shared with other workflows or servers.
     pub fn with_shared_store(workflow: W, store: Arc<dyn Store>) -> Self {
-        Self { workflow, store }
+        Self {
+            workflow,
+            store,
+            graph_hash: W::graph().structural_hash().into(),
+        }
     }
 
     /// The store the runs are kept in.
@@ -129,7 +137,7 @@ impl<W: Persist<()>> Durable<W> {
             what: "the run's input".to_owned(),
             error: error.to_string(),
         })?;
-        let record = RunRecord::new(id, graph.name, graph.structural_hash(), json);
+        let record = RunRecord::new(id, graph.name, &*self.graph_hash, json);
         self.store
             .create_run(record)
             .await
@@ -319,13 +327,12 @@ impl<W: Persist<()>> Durable<W> {
                 ),
             });
         }
-        let current = graph.structural_hash();
-        if record.graph_hash != current {
+        if *record.graph_hash != *self.graph_hash {
             return Err(RunError::GraphChanged {
                 run: id,
                 workflow: record.workflow,
                 stored: record.graph_hash,
-                current,
+                current: self.graph_hash.to_string(),
             });
         }
         Ok(record)
@@ -426,6 +433,33 @@ pub struct DurableRun<I> {
     log: Arc<EventLog>,
     cancel: run::Canceller,
     origin: Origin<I>,
+}
+
+impl<I> DurableRun<I> {
+    /// Where the run starts from, and what drives it: its id, its log, its cancellation
+    /// and a recorder that stores from the log's first event on.
+    fn into_parts(self) -> (Origin<I>, Parts) {
+        let recorder = Recorder {
+            store: self.store,
+            id: self.id,
+            saved: self.log.next_seq(),
+        };
+        let parts = Parts {
+            id: self.id,
+            log: self.log,
+            cancel: self.cancel,
+            recorder,
+        };
+        (self.origin, parts)
+    }
+}
+
+/// What drives a durable run, whatever its shape.
+struct Parts {
+    id: RunId,
+    log: Arc<EventLog>,
+    cancel: run::Canceller,
+    recorder: Recorder,
 }
 
 enum Origin<I> {
@@ -583,13 +617,15 @@ pub fn drive_dataflow<W: Compiled + PersistNodes>(
     save_output: fn(&W::Output) -> Result<serde_json::Value, StepError>,
 ) -> DriveFuture<W::Output> {
     Box::pin(async move {
-        let DurableRun {
-            id,
-            store,
-            log,
-            cancel,
+        let (
             origin,
-        } = run;
+            Parts {
+                id,
+                log,
+                cancel,
+                mut recorder,
+            },
+        ) = run.into_parts();
         let graph = W::graph();
         let (input, checkpoints, resumed) = match origin {
             Origin::New(input) => (input, Vec::new(), false),
@@ -616,11 +652,6 @@ pub fn drive_dataflow<W: Compiled + PersistNodes>(
             }
             restored[node.0] = true;
         }
-        let mut recorder = Recorder {
-            store,
-            id,
-            saved: log.next_seq(),
-        };
         let durability = Durability {
             recorder: &mut recorder,
             save: W::save_node,
@@ -650,13 +681,15 @@ pub fn drive_state_graph<W: CompiledStateGraph>(
     load: fn(serde_json::Value) -> Result<W::State, StepError>,
 ) -> DriveFuture<W::State> {
     Box::pin(async move {
-        let DurableRun {
-            id,
-            store,
-            log,
-            cancel,
+        let (
             origin,
-        } = run;
+            Parts {
+                id,
+                log,
+                cancel,
+                mut recorder,
+            },
+        ) = run.into_parts();
         let graph = W::graph();
         let walk = match origin {
             Origin::New(state) => Walk::start(state),
@@ -701,11 +734,6 @@ pub fn drive_state_graph<W: CompiledStateGraph>(
                     resumed: true,
                 }
             }
-        };
-        let mut recorder = Recorder {
-            store,
-            id,
-            saved: log.next_seq(),
         };
         let durability = StateDurability {
             recorder: &mut recorder,

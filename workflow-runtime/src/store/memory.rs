@@ -1,6 +1,6 @@
 //! The in-memory store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
@@ -20,6 +20,8 @@ pub struct MemoryStore {
 struct Entry {
     record: RunRecord,
     checkpoints: Vec<Checkpoint>,
+    /// The nodes of `checkpoints`, to check a new checkpoint in constant time.
+    completed: HashSet<String>,
     /// The latest state checkpoint of a state graph.
     state: Option<StateCheckpoint>,
     /// The interrupt the run waits on, while it is waiting.
@@ -30,9 +32,10 @@ struct Entry {
 impl Entry {
     /// Checks that none of `checkpoints` is completed already, or in the batch twice.
     fn check_new(&self, checkpoints: &[Checkpoint]) -> Result<(), StoreError> {
-        for (i, checkpoint) in checkpoints.iter().enumerate() {
-            let mut done = self.checkpoints.iter().chain(&checkpoints[..i]);
-            if done.any(|c| c.node == checkpoint.node) {
+        let mut batch = HashSet::with_capacity(checkpoints.len());
+        for checkpoint in checkpoints {
+            let node = checkpoint.node.as_str();
+            if self.completed.contains(node) || !batch.insert(node) {
                 return Err(StoreError::AlreadyCompleted {
                     run: self.record.id,
                     node: checkpoint.node.clone(),
@@ -40,6 +43,13 @@ impl Entry {
             }
         }
         Ok(())
+    }
+
+    /// Records checkpoints that `check_new` accepted.
+    fn add_checkpoints(&mut self, checkpoints: Vec<Checkpoint>) {
+        self.completed
+            .extend(checkpoints.iter().map(|c| c.node.clone()));
+        self.checkpoints.extend(checkpoints);
     }
 
     /// Checks that `events` continue the log.
@@ -95,6 +105,7 @@ impl Store for MemoryStore {
                     slot.insert(Entry {
                         record: run,
                         checkpoints: Vec::new(),
+                        completed: HashSet::new(),
                         state: None,
                         interrupt: None,
                         events: Vec::new(),
@@ -126,7 +137,7 @@ impl Store for MemoryStore {
             open(entry)?;
             entry.check_new(&checkpoints)?;
             entry.check_events(&events)?;
-            entry.checkpoints.extend(checkpoints);
+            entry.add_checkpoints(checkpoints);
             entry.events.extend(events);
             entry.record.updated_at = Timestamp::now();
             Ok(())
@@ -204,7 +215,7 @@ impl Store for MemoryStore {
             }
             entry.check_events(&events)?;
             match progress {
-                Progress::Nodes(checkpoints) => entry.checkpoints.extend(checkpoints),
+                Progress::Nodes(checkpoints) => entry.add_checkpoints(checkpoints),
                 Progress::State(state) => entry.state = Some(state),
             }
             entry.events.extend(events);
