@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use workflow::store::{
-    Checkpoint, Interrupt, MemoryStore, Progress, RunRecord, RunStatus, SqliteStore,
+    CacheKey, Checkpoint, Interrupt, MemoryStore, Progress, RunRecord, RunStatus, SqliteStore,
     StateCheckpoint, Store, StoreError, Timestamp,
 };
 use workflow::{Event, EventKind, RunId};
@@ -188,6 +188,71 @@ async fn conformance(store: &dyn Store) {
     batches(store).await;
     states(store).await;
     interrupts(store).await;
+    cache(store).await;
+}
+
+fn key(step: &str, version: u32, input: &serde_json::Value) -> CacheKey {
+    CacheKey {
+        step: step.to_owned(),
+        version,
+        input: input.to_string(),
+    }
+}
+
+/// Cached outputs: found by step, version and the exact input, until they expire; a later
+/// entry under the same key replaces the earlier one; expired entries are dropped.
+async fn cache(store: &dyn Store) {
+    let t = |micros: i64| Timestamp(1_000_000 + micros);
+    let summary = key("blog::summarize", 1, &json!(["a long text"]));
+    assert_eq!(
+        store.cached(summary.clone(), t(0)).await.expect("read"),
+        None
+    );
+    store
+        .cache(summary.clone(), json!("short"), t(0), t(100))
+        .await
+        .expect("cached");
+    assert_eq!(
+        store.cached(summary.clone(), t(99)).await.expect("read"),
+        Some(json!("short"))
+    );
+    // Not past its time to live.
+    assert_eq!(
+        store.cached(summary.clone(), t(100)).await.expect("read"),
+        None
+    );
+    // Another input, another version, another step: other entries.
+    for other in [
+        key("blog::summarize", 1, &json!(["another text"])),
+        key("blog::summarize", 2, &json!(["a long text"])),
+        key("blog::translate", 1, &json!(["a long text"])),
+    ] {
+        assert_eq!(store.cached(other, t(1)).await.expect("read"), None);
+    }
+    // The same key again replaces the entry (and its expiry).
+    store
+        .cache(summary.clone(), json!("shorter"), t(1), t(500))
+        .await
+        .expect("replaced");
+    assert_eq!(
+        store.cached(summary.clone(), t(400)).await.expect("read"),
+        Some(json!("shorter"))
+    );
+    // Keeping an entry drops the expired ones, so the cache does not grow forever.
+    let other = key("blog::translate", 1, &json!(["x"]));
+    store
+        .cache(other.clone(), json!("y"), t(600), t(700))
+        .await
+        .expect("cached");
+    assert_eq!(
+        store.cached(summary, t(0)).await.expect("read"),
+        None,
+        "dropped"
+    );
+    assert_eq!(
+        store.cached(other, t(650)).await.expect("read"),
+        Some(json!("y"))
+    );
 }
 
 /// A checkpoint with a gap in its events, and a second checkpoint of a completed node: both

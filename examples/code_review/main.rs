@@ -1,5 +1,7 @@
 //! A code-review agent: reviews a Rust source file, revises what can be fixed mechanically,
-//! and loops until the score reaches the threshold or five rounds have run.
+//! and loops until the score reaches the threshold or five rounds have run. Runs are kept in
+//! a SQLite file (`code_review.db`, or `--db PATH`): a run resumes after a crash, and the
+//! `detect` step is cached, so reviewing the same source again reuses its findings.
 //!
 //! ```text
 //! cargo run --example code_review                          # the bundled sample
@@ -7,19 +9,28 @@
 //! cargo run --example code_review -- --threshold 9.5       # a bar it cannot reach: the bound ends the loop
 //! cargo run --example code_review -- --write revised.rs    # keep the revised source
 //! cargo run --example code_review -- --graph               # the state graph as Mermaid
+//! cargo run --example code_review -- --resume <run-id>     # a run whose process died
+//! cargo run --example code_review -- runs                  # the stored runs
+//! cargo run --example code_review -- show <run-id>         # its latest state, as JSON
+//! cargo run --example code_review -- events <run-id>       # its event log
 //! ```
 
 mod analysis;
 mod review;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use analysis::{DEFAULT_THRESHOLD, Review, SAMPLE};
 use review::CodeReview;
-use workflow::Progress;
+use workflow::prelude::*;
+use workflow::store::{MemoryStore, SqliteStore, Store};
+use workflow::{Progress, RunId};
 
-const USAGE: &str =
-    "usage: code_review [PATH] [--threshold SCORE] [--write PATH] [--graph] [--quiet]";
+const USAGE: &str = "usage: code_review [PATH] [--threshold SCORE] [--write PATH] [--graph] \
+[--quiet] [--db PATH | --memory] [--resume RUN_ID]
+       code_review runs|show|events|resume|graph ...   (see `code_review runs --help`)";
 
 struct Args {
     path: Option<String>,
@@ -27,6 +38,9 @@ struct Args {
     write: Option<String>,
     graph: bool,
     quiet: bool,
+    /// Where runs are kept; `None` for memory.
+    db: Option<PathBuf>,
+    resume: Option<RunId>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -36,6 +50,8 @@ fn parse_args() -> Result<Args, String> {
         write: None,
         graph: false,
         quiet: false,
+        db: Some(PathBuf::from("code_review.db")),
+        resume: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,6 +72,12 @@ fn parse_args() -> Result<Args, String> {
                 };
             }
             "--write" => args.write = Some(value()?),
+            "--db" => args.db = Some(PathBuf::from(value()?)),
+            "--memory" => args.db = None,
+            "--resume" => {
+                let id = value()?;
+                args.resume = Some(id.parse().map_err(|_| format!("not a run id: {id}"))?);
+            }
             "--graph" => args.graph = true,
             "--quiet" => args.quiet = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
@@ -67,7 +89,53 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// The run commands (`runs`, `show`, `events`, `resume`, `graph`) of `workflow::cli`.
+#[derive(clap::Parser)]
+#[command(name = "code_review")]
+struct Inspect {
+    /// The SQLite file the runs are kept in.
+    #[arg(long, global = true, default_value = "code_review.db")]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: workflow::cli::RunsCommand,
+}
+
+/// Carries out a run command against the store.
+async fn inspect(inspect: Inspect) -> ExitCode {
+    let store: Arc<dyn Store> = match SqliteStore::open(&inspect.db) {
+        Ok(store) => Arc::new(store),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let review = Durable::with_shared_store(CodeReview::new(), Arc::clone(&store));
+    let workflows: [&dyn workflow::DynDurable; 1] = [&review];
+    let mut out = std::io::stdout().lock();
+    match inspect.command.execute(&*store, &workflows, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let first = std::env::args().nth(1).unwrap_or_default();
+    if ["runs", "show", "events", "resume", "graph"].contains(&first.as_str()) {
+        return runtime.block_on(inspect(<Inspect as clap::Parser>::parse()));
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
@@ -89,18 +157,27 @@ fn main() -> ExitCode {
         },
         None => ("sample.rs (bundled)".to_owned(), SAMPLE.to_owned()),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let store: Arc<dyn Store> = match &args.db {
+        Some(db) => match SqliteStore::open(db) {
+            Ok(store) => Arc::new(store),
+            Err(error) => {
+                eprintln!("cannot open {}: {error}", db.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Arc::new(MemoryStore::new()),
     };
+    let durable = Durable::with_shared_store(CodeReview::new(), store);
     let result = runtime.block_on(async {
-        let handle = CodeReview::new().start(Review::new(path, source, args.threshold));
+        let handle = match args.resume {
+            Some(id) => durable.resume(id).await?,
+            None => {
+                durable
+                    .start(Review::new(path, source, args.threshold))
+                    .await?
+            }
+        };
+        eprintln!("run {}", handle.id());
         if !args.quiet {
             Progress::stderr(CodeReview::graph())
                 .follow(handle.events())

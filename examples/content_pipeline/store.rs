@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use workflow::Event;
 use workflow::RunId;
 use workflow::store::{
-    Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store, StoreFuture,
+    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store,
+    StoreFuture, Timestamp,
 };
 
 /// A store that sends this process SIGKILL (as the OOM killer would) while its N-th
@@ -117,5 +118,19 @@ impl Store for KillDuringCheckpoint {
 
     fn events(&self, run: RunId, from: u64) -> StoreFuture<'_, Vec<Event>> {
         self.inner.events(run, from)
+    }
+
+    fn cached(&self, key: CacheKey, now: Timestamp) -> StoreFuture<'_, Option<serde_json::Value>> {
+        self.inner.cached(key, now)
+    }
+
+    fn cache(
+        &self,
+        key: CacheKey,
+        output: serde_json::Value,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.cache(key, output, now, expires_at)
     }
 }

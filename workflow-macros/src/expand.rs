@@ -854,6 +854,8 @@ pub(crate) fn node_def(
             optional: &[#optional],
             subgraph: <#alias as #private::Step>::SUBGRAPH,
             pause: <#alias as #private::Step>::PAUSE,
+            step_id: <#alias as #private::Step>::ID,
+            version: <#alias as #private::Step>::VERSION,
         }
     }
 }
@@ -945,6 +947,7 @@ fn step_impl(header: &Header<'_>, surface: &Surface) -> TokenStream {
             const POLICY: #private::Policy = #private::Policy::DEFAULT;
             const SUBGRAPH: ::core::option::Option<&'static #private::Graph> =
                 ::core::option::Option::Some(&__WF_GRAPH);
+            const ID: &'static str = ::core::concat!(::core::module_path!(), "::", #step_name);
         }
     }
 }

@@ -17,11 +17,12 @@ use crate::parse::{ArgDecl, BindingDecl, CallDecl, OutputDecl, WorkflowInput, pa
 use crate::policy::PolicyOptions;
 
 /// The options `#[node(...)]` takes: the policy options, then the failure policies.
-const NODE_OPTIONS: [&str; 7] = [
+const NODE_OPTIONS: [&str; 8] = [
     "retries",
     "backoff",
     "jitter",
     "timeout",
+    "cache",
     "on_failure",
     "fallback",
     "fallback_step",
@@ -316,7 +317,7 @@ pub(crate) fn node_options(
                 let options: &[&str] = if failure.is_some() {
                     &NODE_OPTIONS
                 } else {
-                    &NODE_OPTIONS[..4]
+                    &NODE_OPTIONS[..5]
                 };
                 if failure.is_none() && is_failure_key {
                     return Err(meta.error(format!(

@@ -1,5 +1,5 @@
 //! The policy options `#[step(...)]` and `#[node(...)]` share: `retries`, `backoff`,
-//! `jitter`, `timeout`. Every value is checked here, so a bad one is a compile error at
+//! `jitter`, `timeout`, `cache`. Every value is checked here, so a bad one is a compile error at
 //! its literal.
 
 use proc_macro2::TokenStream;
@@ -9,7 +9,7 @@ use syn::spanned::Spanned as _;
 use syn::{LitInt, LitStr};
 
 /// The policy options, in the order the docs list them.
-pub(crate) const KEYS: [&str; 4] = ["retries", "backoff", "jitter", "timeout"];
+pub(crate) const KEYS: [&str; 5] = ["retries", "backoff", "jitter", "timeout", "cache"];
 
 /// The policy options given in one attribute.
 #[derive(Default)]
@@ -21,6 +21,16 @@ pub(crate) struct PolicyOptions {
     jitter: Option<bool>,
     /// Nanoseconds.
     timeout: Option<u128>,
+    cache: Option<Cache>,
+}
+
+/// A `cache` option's value.
+#[derive(Clone, Copy)]
+enum Cache {
+    /// `cache = "off"`.
+    Off,
+    /// A time to live, in nanoseconds.
+    For(u128),
 }
 
 impl PolicyOptions {
@@ -31,6 +41,7 @@ impl PolicyOptions {
             "backoff" => Some(self.backoff.is_some()),
             "jitter" => Some(self.jitter.is_some()),
             "timeout" => Some(self.timeout.is_some()),
+            "cache" => Some(self.cache.is_some()),
             _ => None,
         }
     }
@@ -43,25 +54,7 @@ impl PolicyOptions {
     /// Parses the value of the policy option `key` (one of [`KEYS`]).
     pub(crate) fn parse(&mut self, key: &str, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         match key {
-            "retries" => {
-                let value = meta.value()?;
-                // With no value, syn's span would be the call site: point at the option.
-                let span = if value.is_empty() {
-                    meta.path.span()
-                } else {
-                    value.span()
-                };
-                let lit: LitInt = value.parse().map_err(|_| {
-                    syn::Error::new(span, "`retries` takes a whole number, e.g. `retries = 3`")
-                })?;
-                let retries = lit.base10_parse::<u32>().map_err(|_| {
-                    syn::Error::new(
-                        lit.span(),
-                        format!("`retries` must be a whole number from 0 to {}", u32::MAX),
-                    )
-                })?;
-                self.retries = Some(retries);
-            }
+            "retries" => self.retries = Some(whole_number(meta, "retries", 3)?),
             "backoff" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 self.backoff = Some(parse_backoff(&lit)?);
@@ -80,6 +73,37 @@ impl PolicyOptions {
                         ));
                     }
                 });
+            }
+            "cache" => {
+                let value = meta.value()?;
+                let span = if value.is_empty() {
+                    meta.path.span()
+                } else {
+                    value.span()
+                };
+                let lit: LitStr = value.parse().map_err(|_| {
+                    syn::Error::new(
+                        span,
+                        "`cache` takes how long an output is reused, as a string: `cache = \"1h\"` (or `\"off\"`)",
+                    )
+                })?;
+                if lit.value() == "off" {
+                    self.cache = Some(Cache::Off);
+                    return Ok(());
+                }
+                let nanos = parse_duration(&lit.value()).map_err(|message| {
+                    syn::Error::new(
+                        lit.span(),
+                        format!("{message}; `cache` takes how long an output is reused, e.g. `cache = \"1h\"`, or `\"off\"`"),
+                    )
+                })?;
+                if nanos == 0 {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "`cache` must be longer than zero; to turn caching off, write `cache = \"off\"`",
+                    ));
+                }
+                self.cache = Some(Cache::For(nanos));
             }
             _ => {
                 let lit: LitStr = meta.value()?.parse()?;
@@ -118,15 +142,26 @@ impl PolicyOptions {
                 quote!(#private::Jitter::None)
             }
         });
+        let cache = self.cache.map(|cache| match cache {
+            Cache::For(t) => {
+                let t = nanos(t);
+                quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#t)))
+            }
+            Cache::Off => quote!(::core::option::Option::None),
+        });
         let retries = self.retries.map(quote::ToTokens::into_token_stream);
-        let complete =
-            retries.is_some() && backoff.is_some() && timeout.is_some() && jitter.is_some();
+        let complete = retries.is_some()
+            && backoff.is_some()
+            && timeout.is_some()
+            && jitter.is_some()
+            && cache.is_some();
         if let Some(base) = base.filter(|_| !complete) {
             let fields = [
                 ("retries", retries),
                 ("backoff", backoff),
                 ("timeout", timeout),
                 ("jitter", jitter),
+                ("cache", cache),
             ]
             .into_iter()
             .filter_map(|(name, value)| {
@@ -139,15 +174,44 @@ impl PolicyOptions {
         let backoff = backoff.unwrap_or_else(|| quote!(#private::Backoff::DEFAULT));
         let timeout = timeout.unwrap_or_else(|| quote!(::core::option::Option::None));
         let jitter = jitter.unwrap_or_else(|| quote!(#private::Jitter::Full));
+        let cache = cache.unwrap_or_else(|| quote!(::core::option::Option::None));
         quote! {
             #private::Policy {
                 retries: #retries,
                 backoff: #backoff,
                 timeout: #timeout,
                 jitter: #jitter,
+                cache: #cache,
             }
         }
     }
+}
+
+/// The value of option `key`, a whole number (`example` shows one in the error).
+pub(crate) fn whole_number(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    example: u32,
+) -> syn::Result<u32> {
+    let value = meta.value()?;
+    // With no value, syn's span would be the call site: point at the option.
+    let span = if value.is_empty() {
+        meta.path.span()
+    } else {
+        value.span()
+    };
+    let lit: LitInt = value.parse().map_err(|_| {
+        syn::Error::new(
+            span,
+            format!("`{key}` takes a whole number, e.g. `{key} = {example}`"),
+        )
+    })?;
+    lit.base10_parse::<u32>().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!("`{key}` must be a whole number from 0 to {}", u32::MAX),
+        )
+    })
 }
 
 /// `"100ms..10s"` into nanoseconds.
@@ -180,7 +244,7 @@ fn parse_backoff(lit: &LitStr) -> syn::Result<(u128, u128)> {
 pub(crate) fn parse_duration(text: &str) -> Result<u128, String> {
     let invalid = || {
         format!(
-            "invalid duration `{text}`: expected a number and a unit (`ns`, `us`, `ms`, `s`, `m`, `h`), e.g. `\"30s\"` or `\"1.5s\"`"
+            "invalid duration `{text}`: expected a number and a unit (`ns`, `us`, `ms`, `s`, `m`, `h`, `d`), e.g. `\"30s\"` or `\"1.5s\"`"
         )
     };
     let text_trimmed = text.trim();
@@ -195,6 +259,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<u128, String> {
         "s" => 1_000_000_000,
         "m" => 60_000_000_000,
         "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
         _ => return Err(invalid()),
     };
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
@@ -238,6 +303,7 @@ mod tests {
         assert_eq!(parse_duration("100ms"), Ok(100_000_000));
         assert_eq!(parse_duration("2m"), Ok(120_000_000_000));
         assert_eq!(parse_duration("10us"), Ok(10_000));
+        assert_eq!(parse_duration("7d"), Ok(604_800_000_000_000));
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());

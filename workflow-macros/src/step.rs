@@ -14,10 +14,12 @@ use syn::{FnArg, GenericParam, Item, ItemFn, LitStr, Pat, Path, ReturnType, Type
 
 use crate::errors::{Errors, option_hint};
 use crate::model::is_context_name;
-use crate::policy::PolicyOptions;
+use crate::policy::{PolicyOptions, whole_number};
 use crate::tokens::{respan, type_string};
 
-const OPTIONS: [&str; 6] = ["retries", "backoff", "jitter", "timeout", "name", "crate"];
+const OPTIONS: [&str; 8] = [
+    "retries", "backoff", "jitter", "timeout", "cache", "version", "name", "crate",
+];
 
 /// `#[step(...)]` options.
 #[derive(Default)]
@@ -25,6 +27,10 @@ struct StepOptions {
     policy: PolicyOptions,
     name: Option<String>,
     krate: Option<Path>,
+    /// `version = N`.
+    version: Option<u32>,
+    /// Where `cache` was given, to point at it when the step cannot be cached.
+    cache_span: Option<Span>,
 }
 
 pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -68,6 +74,7 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
         let seen = match key.as_str() {
             "name" => options.name.is_some(),
             "crate" => options.krate.is_some(),
+            "version" => options.version.is_some(),
             key => {
                 let Some(seen) = options.policy.seen(key) else {
                     let hint = option_hint(key, &OPTIONS);
@@ -94,7 +101,13 @@ fn parse_options(args: TokenStream, errors: &mut Errors) -> StepOptions {
                 let lit: LitStr = meta.value()?.parse()?;
                 options.krate = Some(lit.parse()?);
             }
-            key => options.policy.parse(key, &meta)?,
+            "version" => options.version = Some(whole_number(&meta, "version", 2)?),
+            key => {
+                if key == "cache" {
+                    options.cache_span = Some(meta.path.span());
+                }
+                options.policy.parse(key, &meta)?;
+            }
         }
         Ok(())
     });
@@ -325,6 +338,15 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
         quote!(::core::result::Result::Ok(__wf_out))
     };
     let pause = pause_request.is_some();
+    if let (true, Some(span)) = (pause, options.cache_span) {
+        errors.push(syn::Error::new(
+            span,
+            "a pause step cannot be cached: its output is the answer to its request, which comes from outside; remove `cache`",
+        ));
+        return None;
+    }
+    let version = options.version.unwrap_or(1);
+    let fn_name = name.to_string();
     if let Some(request) = &pause_request {
         // The step only makes the request: its node stops here, and the answer arrives as
         // its output later.
@@ -413,6 +435,8 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
             const OUTPUT_TYPE: &'static str = #output_type_name;
             const POLICY: #private::Policy = #policy;
             const PAUSE: bool = #pause;
+            const ID: &'static str = ::core::concat!(::core::module_path!(), "::", #fn_name);
+            const VERSION: u32 = #version;
         }
 
         #entry

@@ -848,7 +848,7 @@ fn an_unknown_step_option_without_close_match_lists_the_options() {
     assert_eq!(
         errors,
         [(
-            "unknown option `color`; expected one of `retries`, `backoff`, `jitter`, `timeout`, `name`, `crate`".to_owned(),
+            "unknown option `color`; expected one of `retries`, `backoff`, `jitter`, `timeout`, `cache`, `version`, `name`, `crate`".to_owned(),
             (2, 0)
         )]
     );

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::cache::NodeCache;
 use crate::events::EventKind;
 use crate::events::EventLog;
 use crate::graph::Target;
@@ -137,12 +138,12 @@ impl<W: Persist<()>> Durable<W> {
             what: "the run's input".to_owned(),
             error: error.to_string(),
         })?;
-        let record = RunRecord::new(id, graph.name, &*self.graph_hash, json);
+        let record = RunRecord::new(id, graph.name, &*self.graph_hash, json.clone());
         self.store
             .create_run(record)
             .await
             .map_err(RunError::Store)?;
-        Ok(self.spawn(id, 0, std::time::Duration::ZERO, Origin::New(input)))
+        Ok(self.spawn(id, (0, std::time::Duration::ZERO), json, Origin::New(input)))
     }
 
     /// Starts a run and waits for its output.
@@ -186,7 +187,8 @@ impl<W: Persist<()>> Durable<W> {
                 });
             }
         }
-        let input = W::load_input(record.input).map_err(|error| RunError::Decode {
+        let json = record.input;
+        let input = W::load_input(json.clone()).map_err(|error| RunError::Decode {
             what: format!("the stored input of run {id}"),
             error: error.to_string(),
         })?;
@@ -196,8 +198,8 @@ impl<W: Persist<()>> Durable<W> {
         let (next_seq, offset) = self.log_end(id).await?;
         Ok(self.spawn(
             id,
-            next_seq,
-            offset,
+            (next_seq, offset),
+            json,
             Origin::Resume {
                 input,
                 checkpoints,
@@ -348,17 +350,19 @@ impl<W: Persist<()>> Durable<W> {
             }))
     }
 
+    /// Spawns the task that drives a run; its log starts at `(first_seq, offset)`.
     fn spawn(
         &self,
         id: RunId,
-        first_seq: u64,
-        offset: std::time::Duration,
+        (first_seq, offset): (u64, std::time::Duration),
+        input: serde_json::Value,
         origin: Origin<W::Input>,
     ) -> RunHandle<W::Output> {
         let log = Arc::new(EventLog::resumed(id.to_string().into(), first_seq, offset));
         let ctx = Arc::clone(self.workflow.context());
         let options = self.workflow.options().clone();
         let store = Arc::clone(&self.store);
+        let graph_hash = Arc::clone(&self.graph_hash);
         run::spawn_with(id, log, move |id, log, cancel| {
             W::drive(
                 ctx,
@@ -369,6 +373,8 @@ impl<W: Persist<()>> Durable<W> {
                     log,
                     cancel,
                     origin,
+                    input,
+                    graph_hash,
                 },
             )
         })
@@ -433,6 +439,10 @@ pub struct DurableRun<I> {
     log: Arc<EventLog>,
     cancel: run::Canceller,
     origin: Origin<I>,
+    /// The input as stored with the run.
+    input: serde_json::Value,
+    /// The graph's structural hash.
+    graph_hash: Arc<str>,
 }
 
 impl<I> DurableRun<I> {
@@ -449,6 +459,8 @@ impl<I> DurableRun<I> {
             log: self.log,
             cancel: self.cancel,
             recorder,
+            input: self.input,
+            graph_hash: self.graph_hash,
         };
         (self.origin, parts)
     }
@@ -460,6 +472,8 @@ struct Parts {
     log: Arc<EventLog>,
     cancel: run::Canceller,
     recorder: Recorder,
+    input: serde_json::Value,
+    graph_hash: Arc<str>,
 }
 
 enum Origin<I> {
@@ -624,6 +638,8 @@ pub fn drive_dataflow<W: Compiled + PersistNodes>(
                 log,
                 cancel,
                 mut recorder,
+                input: input_json,
+                ..
             },
         ) = run.into_parts();
         let graph = W::graph();
@@ -652,11 +668,18 @@ pub fn drive_dataflow<W: Compiled + PersistNodes>(
             }
             restored[node.0] = true;
         }
+        let cache = NodeCache {
+            store: Arc::clone(&recorder.store),
+            input: input_json,
+            save: W::save_node,
+            restore: W::restore_node,
+        };
         let durability = Durability {
             recorder: &mut recorder,
             save: W::save_node,
             restored,
             resumed,
+            cache: Arc::new(cache),
         };
         let result = run::drive::<W>(
             id,
@@ -688,6 +711,8 @@ pub fn drive_state_graph<W: CompiledStateGraph>(
                 log,
                 cancel,
                 mut recorder,
+                graph_hash,
+                ..
             },
         ) = run.into_parts();
         let graph = W::graph();
@@ -738,6 +763,8 @@ pub fn drive_state_graph<W: CompiledStateGraph>(
         let durability = StateDurability {
             recorder: &mut recorder,
             save,
+            load,
+            graph_hash,
         };
         let result = run::drive_state::<W>(
             id,

@@ -66,6 +66,11 @@ pub struct NodeDef {
     /// Whether the node is a pause: its step asks for outside input (see
     /// [`Pause`](crate::Pause)) and the run waits for the answer.
     pub pause: bool,
+    /// The step's identity ([`Step::ID`](crate::Step::ID)), which its cached outputs are
+    /// kept under.
+    pub step_id: &'static str,
+    /// The step's version ([`Step::VERSION`](crate::Step::VERSION)).
+    pub version: u32,
 }
 
 /// What kind of workflow a [`Graph`] describes, and for a state graph, how it moves from

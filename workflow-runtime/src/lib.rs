@@ -5,6 +5,7 @@
 //! with the macros.
 #![warn(missing_docs)]
 
+mod cache;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod durable;

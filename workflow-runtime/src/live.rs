@@ -261,6 +261,8 @@ mod tests {
                 optional: &[],
                 subgraph: None,
                 pause: false,
+                step_id: name,
+                version: 1,
             }
         }
         static GRAPH: Graph = Graph {

@@ -31,6 +31,10 @@ pub struct Policy {
     pub timeout: Option<Duration>,
     /// How the delays between attempts are randomised.
     pub jitter: Jitter,
+    /// How long a successful output is reused for (`#[step(cache = "1h")]`), in a run
+    /// with a store: a node whose step, step version and inputs match a cached output
+    /// that has not expired takes that output instead of running. `None`: not cached.
+    pub cache: Option<Duration>,
 }
 
 /// What happens when a node of a dataflow workflow fails for good (its last attempt
@@ -129,6 +133,7 @@ impl Policy {
         backoff: Backoff::DEFAULT,
         timeout: None,
         jitter: Jitter::Full,
+        cache: None,
     };
 
     /// The backoff's delay before attempt number `attempt` (attempts count from 1; attempt

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use crate::cache::{self, NodeCache};
 use crate::events::{Event, EventKind, EventLog, EventStream};
 use crate::graph::{Graph, Next, NodeDef, NodeId, StateGraphDef, Target};
 use crate::policy::{OnFailure, Policy};
@@ -768,6 +769,8 @@ pub(crate) struct Durability<'a, R> {
     pub(crate) restored: Vec<bool>,
     /// Whether the run is taken up again from its store.
     pub(crate) resumed: bool,
+    /// Where cached nodes look for and keep their outputs.
+    pub(crate) cache: Arc<NodeCache<R>>,
 }
 
 /// The steps in flight of one run.
@@ -864,6 +867,7 @@ async fn drive_graph<W: Compiled>(
     let mut in_flight = InFlight::new(options.parallelism);
     let seed = options.run_seed();
     let is_durable = durable.is_some();
+    let cache = durable.as_ref().map(|d| Arc::clone(&d.cache));
     let mut deadline = Deadline::new(options.deadline);
     loop {
         while in_flight.len() < limit {
@@ -878,6 +882,7 @@ async fn drive_graph<W: Compiled>(
                     node,
                     Arc::clone(&log),
                     (seed, is_durable),
+                    cache.clone(),
                 )
                 .instrument(tracing::Span::current()),
             );
@@ -1151,14 +1156,16 @@ impl Readiness {
 }
 
 /// Runs one node of a dataflow workflow: its attempts, then, if they fail, what its
-/// failure policy says. `(seed, durable)`: the run's jitter seed, and whether the
-/// scheduler emits `step_succeeded` with the node's checkpoint.
+/// failure policy says; a cached node first looks for its output in the cache.
+/// `(seed, durable)`: the run's jitter seed, and whether the scheduler emits
+/// `step_succeeded` with the node's checkpoint.
 async fn node_attempts<W: Compiled>(
     run: Arc<W::Run>,
     graph: &'static Graph,
     node: NodeId,
     log: Arc<EventLog>,
     (seed, durable): (u64, bool),
+    cache: Option<Arc<NodeCache<W::Run>>>,
 ) -> Completion {
     let def = graph.node(node);
     let jitter = (seed, node.0 as u64);
@@ -1170,11 +1177,20 @@ async fn node_attempts<W: Compiled>(
             started,
         })
     };
+    let cached = cache.and_then(|cache| Some((cache.entry(graph, def, &*run)?, cache)));
+    if let Some((entry, cache)) = &cached
+        && cache.lookup(entry, &run, node, def, &log).await
+    {
+        return (node, Ok(done(0, None)));
+    }
     let (result, made, duration) = attempts(Attempts::of(def), &log, jitter, !durable, |_| {
         W::node(&run, node)
     })
     .await;
     let Err(error) = result else {
+        if let Some((entry, cache)) = cached {
+            cache.keep(entry, &run, node, def).await;
+        }
         return (node, Ok(done(made, Some((made, duration)))));
     };
     if let Some(request) = error.pause_request() {
@@ -1387,6 +1403,39 @@ impl<S> Walk<S> {
 pub(crate) struct StateDurability<'a, S> {
     pub(crate) recorder: &'a mut Recorder,
     pub(crate) save: fn(&S) -> Result<serde_json::Value, StepError>,
+    pub(crate) load: fn(serde_json::Value) -> Result<S, StepError>,
+    /// The graph's structural hash, part of its cached nodes' keys.
+    pub(crate) graph_hash: Arc<str>,
+}
+
+impl<S> StateDurability<'_, S> {
+    /// The cache entry of `def` over `state`, if the node is cached.
+    fn cache_entry(&self, graph: &Graph, def: &NodeDef, state: &S) -> Option<cache::Entry> {
+        def.policy.cache?;
+        let json = self.state_json(state, def)?;
+        cache::state_entry(graph, &self.graph_hash, def, &json)
+    }
+
+    /// A cached node's outcome: the state after it and the arm it took.
+    async fn cache_lookup(&self, entry: &cache::Entry, def: &NodeDef) -> Option<(S, usize)> {
+        let (state, arm) = cache::state_lookup(&*self.recorder.store, entry, def).await?;
+        match (self.load)(state) {
+            Ok(state) => Some((state, arm)),
+            Err(error) => {
+                tracing::warn!(node = def.name, %error, "cache entry ignored: it does not decode");
+                None
+            }
+        }
+    }
+
+    /// The state after a cached node, for its cache entry.
+    fn state_json(&self, state: &S, def: &NodeDef) -> Option<serde_json::Value> {
+        (self.save)(state)
+            .inspect_err(|error| {
+                tracing::warn!(node = def.name, %error, "not cached: the state does not serialize");
+            })
+            .ok()
+    }
 }
 
 pub(crate) async fn drive_state<W: CompiledStateGraph>(
@@ -1508,43 +1557,34 @@ async fn walk_graph<W: CompiledStateGraph>(
             });
         }
         steps += 1;
-        // Each attempt works on its own copy of the state while a retry may follow, so a
-        // failed attempt leaves nothing behind; the last attempt takes the state itself.
-        let retries = node_def.policy.retries;
-        let mut kept = Some(state);
-        let jitter = (seed, (u64::from(steps) << 32) | node.0 as u64);
         let started = durable.is_some().then(Timestamp::now);
-        let (result, made, duration) = attempts(
-            Attempts::of(node_def),
-            log,
-            jitter,
-            durable.is_none(),
-            |attempt| {
-                let state = if attempt <= retries {
-                    kept.clone()
-                } else {
-                    kept.take()
-                };
-                if let Some(state) = state {
-                    W::node(ctx, node, state, None)
-                } else {
-                    let lost: StateFuture<W::State> = Box::pin(std::future::ready(Err(
-                        StepError::msg("internal error: the state was used up"),
-                    )));
-                    lost
-                }
-            },
-        )
-        .await;
-        let taken;
-        (state, taken) = result.map_err(|source| node_error(node_def, source))?;
-        if durable.is_some() {
-            log.emit(EventKind::StepSucceeded {
+        let entry = match &durable {
+            Some(durable) => durable.cache_entry(graph, node_def, &state),
+            None => None,
+        };
+        let hit = match (&durable, &entry) {
+            (Some(durable), Some(entry)) => durable.cache_lookup(entry, node_def).await,
+            _ => None,
+        };
+        let (taken, made) = if let Some((after, arm)) = hit {
+            log.emit(EventKind::CacheHit {
                 node: node_def.name.into(),
-                attempt: made,
-                duration,
             });
-        }
+            state = after;
+            (arm, 0)
+        } else {
+            let jitter = (seed, (u64::from(steps) << 32) | node.0 as u64);
+            let (after, taken, made) =
+                state_node::<W>(ctx, node, node_def, state, log, jitter, durable.is_some()).await?;
+            state = after;
+            if let (Some(durable), Some(entry)) = (&durable, entry) {
+                let json = durable.state_json(&state, node_def);
+                if let Some(json) = json {
+                    cache::state_keep(&*durable.recorder.store, entry, json, taken, node_def).await;
+                }
+            }
+            (taken, made)
+        };
         current = route(graph, def, node, taken, &mut rounds, log)?;
         if let Some(durable) = &mut durable {
             let checkpoint = StateCheckpoint {
@@ -1573,6 +1613,50 @@ async fn walk_graph<W: CompiledStateGraph>(
         }
     }
     Ok(state)
+}
+
+/// Runs the attempts of one node of a state graph over `state`: returns the state after
+/// it, the route arm taken and the attempts made. Each attempt works on its own copy of
+/// the state while a retry may follow, so a failed attempt leaves nothing behind; the
+/// last attempt takes the state itself. In a durable run, emits `step_succeeded` here
+/// (the state's checkpoint stores it).
+async fn state_node<W: CompiledStateGraph>(
+    ctx: &Arc<W::Context>,
+    node: NodeId,
+    node_def: &'static NodeDef,
+    state: W::State,
+    log: &Arc<EventLog>,
+    jitter: (u64, u64),
+    durable: bool,
+) -> Result<(W::State, usize, u32), RunError> {
+    let retries = node_def.policy.retries;
+    let mut kept = Some(state);
+    let (result, made, duration) =
+        attempts(Attempts::of(node_def), log, jitter, !durable, |attempt| {
+            let state = if attempt <= retries {
+                kept.clone()
+            } else {
+                kept.take()
+            };
+            if let Some(state) = state {
+                W::node(ctx, node, state, None)
+            } else {
+                let lost: StateFuture<W::State> = Box::pin(std::future::ready(Err(
+                    StepError::msg("internal error: the state was used up"),
+                )));
+                lost
+            }
+        })
+        .await;
+    let (state, taken) = result.map_err(|source| node_error(node_def, source))?;
+    if durable {
+        log.emit(EventKind::StepSucceeded {
+            node: node_def.name.into(),
+            attempt: made,
+            duration,
+        });
+    }
+    Ok((state, taken, made))
 }
 
 /// The run's error for a node of a state graph whose step ended without its state: its

@@ -49,6 +49,12 @@ pub trait Step {
     /// Whether the step is a pause: it returns a [`Pause`] and its node waits for the
     /// answer, which becomes the node's output.
     const PAUSE: bool = false;
+    /// The step's identity across builds: its module path and function name. Cached
+    /// outputs are kept under it (see [`Policy::cache`]).
+    const ID: &'static str = Self::NAME;
+    /// The step's version, `#[step(version = N)]` (1 by default): a cached output is reused
+    /// only by the version that made it, so raising it retires the older outputs.
+    const VERSION: u32 = 1;
 }
 
 /// What a pause step returns: a request for outside input (a person's approval, an edit)

@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
-    Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store, StoreError,
-    StoreFuture, Timestamp, check_sequence,
+    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store,
+    StoreError, StoreFuture, Timestamp, check_sequence,
 };
 use crate::events::Event;
 use crate::run::RunId;
@@ -15,6 +15,8 @@ use crate::run::RunId;
 #[derive(Default)]
 pub struct MemoryStore {
     runs: Mutex<HashMap<RunId, Entry>>,
+    /// Cached step outputs, with when each expires.
+    cache: Mutex<HashMap<CacheKey, (serde_json::Value, Timestamp)>>,
 }
 
 struct Entry {
@@ -275,5 +277,27 @@ impl Store for MemoryStore {
             Ok(entry.events.get(from..).unwrap_or_default().to_vec())
         });
         ready(result)
+    }
+
+    fn cached(&self, key: CacheKey, now: Timestamp) -> StoreFuture<'_, Option<serde_json::Value>> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = cache
+            .get(&key)
+            .filter(|(_, expires_at)| *expires_at > now)
+            .map(|(output, _)| output.clone());
+        ready(Ok(found))
+    }
+
+    fn cache(
+        &self,
+        key: CacheKey,
+        output: serde_json::Value,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.retain(|_, (_, expires)| *expires > now);
+        cache.insert(key, (output, expires_at));
+        ready(Ok(()))
     }
 }

@@ -5,7 +5,8 @@
 //! workflow is each completed node's serialized output, attempt count and timings
 //! ([`Checkpoint`]), and for a state graph the state after the last completed node
 //! ([`StateCheckpoint`], only the latest kept); the outside input a paused run waits for
-//! ([`Interrupt`]); and the run's events, in sequence order. Two implementations:
+//! ([`Interrupt`]); and the run's events, in sequence order. Across runs, it keeps the
+//! outputs of cached steps ([`CacheKey`], [`Store::cached`]). Two implementations:
 //! [`MemoryStore`] (tests, and runs that need no durability) and, with the `sqlite`
 //! feature, [`SqliteStore`] (one file, WAL mode, versioned schema).
 //!
@@ -212,6 +213,41 @@ pub enum Progress {
     State(StateCheckpoint),
 }
 
+/// What a cached step output is kept under: the step, its version and its inputs.
+///
+/// Two keys are the same cache entry only if all three are equal: the inputs are compared
+/// as text, not by a hash, so two different inputs never share an output.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// The step's identity: its module path and name (for a node of a state graph, also
+    /// the graph and the node, since its output includes where the graph goes next).
+    pub step: String,
+    /// The step's version (`#[step(version = N)]`): raising it retires the outputs cached
+    /// by the earlier versions.
+    pub version: u32,
+    /// The step's inputs, as JSON text with object keys sorted.
+    pub input: String,
+}
+
+impl CacheKey {
+    /// A 64-bit FNV-1a hash of the key, for stores that index entries by a number.
+    pub fn hash64(&self) -> u64 {
+        let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+        let parts = [
+            self.step.as_bytes(),
+            &self.version.to_le_bytes(),
+            self.input.as_bytes(),
+        ];
+        for part in parts {
+            for &byte in (part.len() as u64).to_le_bytes().iter().chain(part) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        hash
+    }
+}
+
 /// Why a store could not do what it was asked. Nothing was written.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -393,4 +429,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// A run's events from sequence number `from` on.
     fn events(&self, run: RunId, from: u64) -> StoreFuture<'_, Vec<Event>>;
+
+    /// The output cached under `key`, if there is one that has not expired at `now`.
+    fn cached(&self, key: CacheKey, now: Timestamp) -> StoreFuture<'_, Option<serde_json::Value>>;
+
+    /// Caches `output` under `key` until `expires_at`, replacing what was cached under it;
+    /// drops the entries that have expired by `now`.
+    fn cache(
+        &self,
+        key: CacheKey,
+        output: serde_json::Value,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreFuture<'_, ()>;
 }

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{
-    Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store, StoreError,
-    StoreFuture, Timestamp, check_sequence,
+    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store,
+    StoreError, StoreFuture, Timestamp, check_sequence,
 };
 use crate::events::Event;
 use crate::run::RunId;
@@ -70,6 +70,20 @@ const MIGRATIONS: &[&str] = &[
         request TEXT NOT NULL,
         created_at INTEGER NOT NULL
     ) STRICT;
+",
+    r"
+    -- Cached step outputs, across runs: found by (step, version, hash of the key), and
+    -- checked against the full input text.
+    CREATE TABLE cache (
+        step TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        hash INTEGER NOT NULL,
+        input TEXT NOT NULL,
+        output TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (step, version, hash)
+    ) STRICT;
+    CREATE INDEX cache_by_expiry ON cache (expires_at);
 ",
 ];
 
@@ -680,6 +694,64 @@ impl Store for SqliteStore {
             .collect()
         })
     }
+
+    fn cached(&self, key: CacheKey, now: Timestamp) -> StoreFuture<'_, Option<serde_json::Value>> {
+        self.transaction(move |tx| {
+            let row: Option<(String, String, i64)> = tx
+                .prepare_cached(
+                    "SELECT input, output, expires_at FROM cache
+                     WHERE step = ?1 AND version = ?2 AND hash = ?3",
+                )
+                .map_err(backend)?
+                .query_row(params![key.step, key.version, key_hash(&key)], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .optional()
+                .map_err(backend)?;
+            match row {
+                Some((input, output, expires_at)) if input == key.input && expires_at > now.0 => {
+                    json(&output).map(Some)
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn cache(
+        &self,
+        key: CacheKey,
+        output: serde_json::Value,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        self.transaction(move |tx| {
+            tx.prepare_cached("DELETE FROM cache WHERE expires_at <= ?1")
+                .map_err(backend)?
+                .execute([now.0])
+                .map_err(backend)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO cache (step, version, hash, input, output, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(backend)?
+            .execute(params![
+                key.step,
+                key.version,
+                key_hash(&key),
+                key.input,
+                to_json(&output),
+                expires_at.0
+            ])
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+}
+
+/// A cache key's hash as SQLite stores it (a signed 64-bit integer, bit for bit).
+#[allow(clippy::cast_possible_wrap)]
+fn key_hash(key: &CacheKey) -> i64 {
+    key.hash64() as i64
 }
 
 fn exists(tx: &Transaction<'_>, run: RunId) -> Result<(), StoreError> {
