@@ -4,7 +4,8 @@
 //!
 //! Asserted each time: the output equals an uninterrupted run's; no node whose checkpoint
 //! was stored ran again (the steps note each execution in a journal file); the stored event
-//! log is gapless and every started step later succeeded or was started again.
+//! log is gapless and every started step later succeeded or was started again. And a run
+//! waiting for an editor's review is answered by a new process.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
@@ -212,4 +213,84 @@ async fn killed_while_publishing() {
 #[tokio::test]
 async fn killed_during_a_checkpoint_write() {
     crash_and_resume("checkpoint", None, &["--kill-during-checkpoint", "3"]).await;
+}
+
+/// Human in the loop across processes: a run with `--review` stops at the editor's review
+/// and its process exits; a new process answers with `--approve <id>` and the run
+/// publishes, without running any step before the review again.
+#[tokio::test]
+async fn a_review_waits_across_processes_and_an_approval_in_a_new_process_publishes() {
+    let scenario = Scenario::new("review");
+    let output = scenario
+        .command(&["--review"])
+        .output()
+        .expect("the example runs");
+    assert!(output.status.success(), "waiting is not a failure");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("waits for an editor's review"), "{stdout}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let id: RunId = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("run "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("the run id on stderr");
+
+    let store = scenario.store();
+    assert_eq!(store.run(id).await.unwrap().status, RunStatus::Waiting);
+    let interrupt = store
+        .interrupt(id)
+        .await
+        .unwrap()
+        .expect("a pending review");
+    assert_eq!(interrupt.node, "review");
+    let before = scenario.journal();
+    for node in NODES.iter().filter(|&&node| node != "publish") {
+        assert_eq!(
+            before.get(*node),
+            Some(&1),
+            "{node} ran once before the pause"
+        );
+    }
+    drop(store);
+
+    let output = scenario
+        .command(&["--approve", &id.to_string()])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "the answered run succeeds");
+    let published: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the output as JSON");
+    assert!(published.get("url").is_some(), "{published}");
+
+    let store = scenario.store();
+    assert_eq!(store.run(id).await.unwrap().status, RunStatus::Succeeded);
+    let after = scenario.journal();
+    for node in NODES.iter().filter(|&&node| node != "publish") {
+        assert_eq!(after.get(*node), Some(&1), "{node} did not run again");
+    }
+    assert_eq!(
+        after.get("publish"),
+        Some(&1),
+        "publish ran once, after the approval"
+    );
+    let kinds: Vec<String> = store
+        .events(id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            serde_json::to_value(&e.kind).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for expected in ["run_waiting", "answered", "run_resumed", "run_finished"] {
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "{expected} in {kinds:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scenario.dir);
 }
