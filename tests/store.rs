@@ -77,6 +77,7 @@ fn state(step: u32, node: &str, next: Option<&str>) -> StateCheckpoint {
         attempts: 2,
         started_at: Timestamp(10),
         finished_at: Timestamp(20),
+        change: None,
     }
 }
 
@@ -454,14 +455,67 @@ async fn states(store: &dyn Store) {
         Err(StoreError::UnknownRun(_))
     ));
 
-    // An ended run takes no more states.
+    // No history unless the checkpoints carry changes.
+    assert!(store.history(id).await.expect("read").is_empty());
+
+    // A run that succeeds keeps its final state once, as its output, which its state
+    // checkpoint reads back; an ended run takes no more states.
     store
         .finish_run(id, RunStatus::Succeeded, Some(json!(1)), None, vec![])
         .await
         .expect("finished");
+    assert_eq!(
+        store.state(id).await.expect("read"),
+        Some(StateCheckpoint {
+            state: json!(1),
+            ..state(2, "review", None)
+        })
+    );
     assert!(matches!(
         store.save_state(id, state(3, "draft", None), vec![]).await,
         Err(StoreError::Ended(_))
+    ));
+    history(store).await;
+}
+
+/// A run that keeps its history: each state checkpoint's change is appended, in order,
+/// through saves and answers; the latest state is still kept once, without its change.
+async fn history(store: &dyn Store) {
+    let run = new_run("Graph");
+    let id = run.id;
+    store.create_run(run).await.expect("created");
+    let with_change = |step: u32, node: &str, patch: serde_json::Value| StateCheckpoint {
+        change: Some(patch),
+        ..state(step, node, None)
+    };
+    let add = |n: u32| json!([{"op": "add", "path": "/items/-", "value": n}]);
+    store
+        .save_state(id, with_change(1, "draft", add(1)), vec![])
+        .await
+        .expect("saved");
+    store
+        .suspend(id, interrupt("review"), vec![])
+        .await
+        .expect("suspended");
+    store
+        .answer(
+            id,
+            "review".to_owned(),
+            Progress::State(with_change(2, "review", add(2))),
+            vec![],
+        )
+        .await
+        .expect("answered");
+    let history = store.history(id).await.expect("read");
+    let steps: Vec<(u32, &str)> = history.iter().map(|c| (c.step, c.node.as_str())).collect();
+    assert_eq!(steps, [(1, "draft"), (2, "review")]);
+    assert_eq!(history[1].patch, add(2));
+    let latest = store.state(id).await.expect("read").expect("a state");
+    assert_eq!(latest.change, None, "the change lives in the history only");
+    assert_eq!(latest.step, 2);
+    assert!(matches!(
+        store.history(RunId::new()).await,
+        Err(StoreError::UnknownRun(_))
     ));
 }
 

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use workflow::Event;
 use workflow::RunId;
 use workflow::store::{
-    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store,
-    StoreFuture, Timestamp,
+    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateChange, StateCheckpoint,
+    Store, StoreFuture, Timestamp,
 };
 
 /// A store that sends this process SIGKILL (as the OOM killer would) while its N-th
@@ -118,6 +118,10 @@ impl Store for KillDuringCheckpoint {
 
     fn events(&self, run: RunId, from: u64) -> StoreFuture<'_, Vec<Event>> {
         self.inner.events(run, from)
+    }
+
+    fn history(&self, run: RunId) -> StoreFuture<'_, Vec<StateChange>> {
+        self.inner.history(run)
     }
 
     fn cached(&self, key: CacheKey, now: Timestamp) -> StoreFuture<'_, Option<serde_json::Value>> {

@@ -75,6 +75,8 @@ pub struct Durable<W> {
     /// The workflow graph's structural hash, computed once: every run stores it, every
     /// resume checks it.
     graph_hash: Arc<str>,
+    /// Whether runs of a state graph keep their history (see [`Durable::keep_history`]).
+    history: bool,
 }
 
 impl<W> Clone for Durable<W>
@@ -86,6 +88,7 @@ where
             workflow: self.workflow.clone(),
             store: Arc::clone(&self.store),
             graph_hash: Arc::clone(&self.graph_hash),
+            history: self.history,
         }
     }
 }
@@ -108,7 +111,22 @@ impl<W: Persist<()>> Durable<W> {
             workflow,
             store,
             graph_hash: W::graph().structural_hash().into(),
+            history: false,
         }
+    }
+
+    /// Makes runs of a state graph keep their history: with each node's state checkpoint,
+    /// the store appends the change the node made (a JSON Patch from the state before it),
+    /// so that [`Durable::history`] can replay every state the run went through.
+    ///
+    /// Off by default: the latest state is all a run needs to resume, and it keeps the
+    /// storage of a run the size of its state. With history, storage grows by the size of
+    /// each change (a node that appends a kilobyte adds about a kilobyte), and each node
+    /// costs a diff of the state.
+    #[must_use]
+    pub fn keep_history(mut self) -> Self {
+        self.history = true;
+        self
     }
 
     /// The store the runs are kept in.
@@ -261,6 +279,7 @@ impl<W: Persist<()>> Durable<W> {
             node,
             answer,
             log: Arc::clone(&log),
+            history: self.history,
         })
         .await?;
         self.store
@@ -310,8 +329,47 @@ impl<W: Persist<()>> Durable<W> {
         self.answer_json(id, answer).await
     }
 
-    /// The stored record of a run of this workflow, checked against this program's graph.
-    async fn stored_run(&self, id: RunId) -> Result<RunRecord, RunError> {
+    /// Every state a run of a state graph went through after each of its nodes, replayed
+    /// from the history it kept (see [`Durable::keep_history`]): the run's input with each
+    /// stored change applied in turn. Empty for a run that kept no history (and for a
+    /// dataflow workflow, whose checkpoints are its history).
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::NotResumable`] for an unknown run or a run of another workflow;
+    /// [`RunError::Decode`] when a stored change does not apply or a state no longer
+    /// decodes; [`RunError::Store`] when the store fails.
+    pub async fn history(&self, id: RunId) -> Result<Vec<HistoryStep<W::Input>>, RunError> {
+        let record = self.record_of_this_workflow(id).await?;
+        let changes = self.store.history(id).await?;
+        let mut state = record.input;
+        let mut steps = Vec::with_capacity(changes.len());
+        for change in changes {
+            let what = || format!("the change of step {} (`{}`)", change.step, change.node);
+            let patch: json_patch::Patch =
+                serde_json::from_value(change.patch).map_err(|error| RunError::Decode {
+                    what: what(),
+                    error: error.to_string(),
+                })?;
+            json_patch::patch(&mut state, &patch).map_err(|error| RunError::Decode {
+                what: what(),
+                error: error.to_string(),
+            })?;
+            let typed = W::load_input(state.clone()).map_err(|error| RunError::Decode {
+                what: format!("the state after step {}", change.step),
+                error: error.to_string(),
+            })?;
+            steps.push(HistoryStep {
+                step: change.step,
+                node: change.node,
+                state: typed,
+            });
+        }
+        Ok(steps)
+    }
+
+    /// The stored record of a run, checked to be a run of this workflow.
+    async fn record_of_this_workflow(&self, id: RunId) -> Result<RunRecord, RunError> {
         let graph = W::graph();
         let record = self.store.run(id).await.map_err(|error| match error {
             crate::store::StoreError::UnknownRun(_) => RunError::NotResumable {
@@ -329,6 +387,12 @@ impl<W: Persist<()>> Durable<W> {
                 ),
             });
         }
+        Ok(record)
+    }
+
+    /// The stored record of a run of this workflow, checked against this program's graph.
+    async fn stored_run(&self, id: RunId) -> Result<RunRecord, RunError> {
+        let record = self.record_of_this_workflow(id).await?;
         if *record.graph_hash != *self.graph_hash {
             return Err(RunError::GraphChanged {
                 run: id,
@@ -363,6 +427,7 @@ impl<W: Persist<()>> Durable<W> {
         let options = self.workflow.options().clone();
         let store = Arc::clone(&self.store);
         let graph_hash = Arc::clone(&self.graph_hash);
+        let history = self.history;
         run::spawn_with(id, log, move |id, log, cancel| {
             W::drive(
                 ctx,
@@ -375,10 +440,22 @@ impl<W: Persist<()>> Durable<W> {
                     origin,
                     input,
                     graph_hash,
+                    history,
                 },
             )
         })
     }
+}
+
+/// One step of a state graph's run, replayed from its history ([`Durable::history`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryStep<S> {
+    /// How many nodes had completed with this one: 1 for the first.
+    pub step: u32,
+    /// The node.
+    pub node: String,
+    /// The state after it.
+    pub state: S,
 }
 
 /// A durable workflow with its types erased, so that programs (a command line, a server)
@@ -443,6 +520,8 @@ pub struct DurableRun<I> {
     input: serde_json::Value,
     /// The graph's structural hash.
     graph_hash: Arc<str>,
+    /// Whether a state graph's run keeps its history.
+    history: bool,
 }
 
 impl<I> DurableRun<I> {
@@ -461,6 +540,7 @@ impl<I> DurableRun<I> {
             recorder,
             input: self.input,
             graph_hash: self.graph_hash,
+            history: self.history,
         };
         (self.origin, parts)
     }
@@ -474,6 +554,7 @@ struct Parts {
     recorder: Recorder,
     input: serde_json::Value,
     graph_hash: Arc<str>,
+    history: bool,
 }
 
 enum Origin<I> {
@@ -494,6 +575,8 @@ pub struct AnswerArgs<C, I> {
     node: crate::graph::NodeId,
     answer: serde_json::Value,
     log: Arc<EventLog>,
+    /// Whether the run keeps its history.
+    history: bool,
 }
 
 /// The future [`Persist::answer`] returns.
@@ -562,6 +645,7 @@ pub fn answer_state_graph<W: CompiledStateGraph>(
             node,
             answer,
             log,
+            history,
         } = args;
         let graph = W::graph();
         let Some(def) = graph.state_graph() else {
@@ -570,15 +654,23 @@ pub fn answer_state_graph<W: CompiledStateGraph>(
                 graph.name
             )));
         };
-        let (state, steps, mut rounds) = match state {
+        let (state, steps, mut rounds, before) = match state {
             Some(checkpoint) => {
+                let before = history.then(|| checkpoint.state.clone());
                 let state = load(checkpoint.state).map_err(|error| RunError::Decode {
                     what: format!("the state stored after step {}", checkpoint.step),
                     error: error.to_string(),
                 })?;
-                (state, checkpoint.step, checkpoint.rounds)
+                (state, checkpoint.step, checkpoint.rounds, before)
             }
-            None => (input, 0, Vec::new()),
+            None if history => {
+                let before = save(&input).map_err(|error| RunError::Decode {
+                    what: "the run's input".to_owned(),
+                    error: error.to_string(),
+                })?;
+                (input, 0, Vec::new(), Some(before))
+            }
+            None => (input, 0, Vec::new(), None),
         };
         rounds.resize(graph.nodes.len(), 0);
         let (state, arm) = W::node(&ctx, node, state, Some(answer))
@@ -588,13 +680,15 @@ pub fn answer_state_graph<W: CompiledStateGraph>(
         log.emit(EventKind::Answered { node: name.into() });
         let next = run::route(graph, def, node, arm, &mut rounds, &log)?;
         let now = Timestamp::now();
+        let after = save(&state).map_err(|error| RunError::Decode {
+            what: "the state after the answer".to_owned(),
+            error: error.to_string(),
+        })?;
         Ok(Progress::State(StateCheckpoint {
             step: steps + 1,
             node: name.to_owned(),
-            state: save(&state).map_err(|error| RunError::Decode {
-                what: "the state after the answer".to_owned(),
-                error: error.to_string(),
-            })?,
+            change: before.map(|before| run::change(&before, &after)),
+            state: after,
             rounds,
             next: match next {
                 Target::Node(next) => Some(graph.node(next).name.to_owned()),
@@ -712,10 +806,13 @@ pub fn drive_state_graph<W: CompiledStateGraph>(
                 cancel,
                 mut recorder,
                 graph_hash,
-                ..
+                history,
+                input: input_json,
             },
         ) = run.into_parts();
         let graph = W::graph();
+        // The state before the next node: the input, or the last state stored.
+        let mut before = history.then_some(input_json);
         let walk = match origin {
             Origin::New(state) => Walk::start(state),
             Origin::Resume {
@@ -728,6 +825,9 @@ pub fn drive_state_graph<W: CompiledStateGraph>(
                 state: Some(checkpoint),
                 ..
             } => {
+                if history {
+                    before = Some(checkpoint.state.clone());
+                }
                 let state = match load(checkpoint.state) {
                     Ok(state) => state,
                     Err(error) => {
@@ -765,6 +865,7 @@ pub fn drive_state_graph<W: CompiledStateGraph>(
             save,
             load,
             graph_hash,
+            before,
         };
         let result = run::drive_state::<W>(
             id,

@@ -25,7 +25,7 @@ mod workflow;
 #[doc(hidden)]
 pub mod private;
 
-pub use durable::{BoxFuture, Durable, DynDurable};
+pub use durable::{BoxFuture, Durable, DynDurable, HistoryStep};
 pub use events::{Event, EventKind, EventStream};
 pub use graph::{
     Arm, Bound, Edge, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,

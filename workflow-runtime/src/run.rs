@@ -1406,6 +1406,8 @@ pub(crate) struct StateDurability<'a, S> {
     pub(crate) load: fn(serde_json::Value) -> Result<S, StepError>,
     /// The graph's structural hash, part of its cached nodes' keys.
     pub(crate) graph_hash: Arc<str>,
+    /// For a run that keeps its history, the state before the next node, as stored.
+    pub(crate) before: Option<serde_json::Value>,
 }
 
 impl<S> StateDurability<'_, S> {
@@ -1587,14 +1589,24 @@ async fn walk_graph<W: CompiledStateGraph>(
         };
         current = route(graph, def, node, taken, &mut rounds, log)?;
         if let Some(durable) = &mut durable {
+            let after = (durable.save)(&state).map_err(|source| RunError::Step {
+                node: node_def.name,
+                step: node_def.step,
+                source,
+            })?;
+            let change = match &mut durable.before {
+                Some(before) => {
+                    let change = change(before, &after);
+                    before.clone_from(&after);
+                    Some(change)
+                }
+                None => None,
+            };
             let checkpoint = StateCheckpoint {
                 step: steps,
                 node: node_def.name.to_owned(),
-                state: (durable.save)(&state).map_err(|source| RunError::Step {
-                    node: node_def.name,
-                    step: node_def.step,
-                    source,
-                })?,
+                change,
+                state: after,
                 rounds: rounds.clone(),
                 next: match current {
                     Target::Node(next) => Some(graph.node(next).name.to_owned()),
@@ -1613,6 +1625,13 @@ async fn walk_graph<W: CompiledStateGraph>(
         }
     }
     Ok(state)
+}
+
+/// The JSON Patch (RFC 6902) that turns `before` into `after`, for a run's history.
+pub(crate) fn change(before: &serde_json::Value, after: &serde_json::Value) -> serde_json::Value {
+    let patch = json_patch::diff(before, after);
+    // A patch is plain JSON (string keys, no custom serializers): it always serializes.
+    serde_json::to_value(patch).unwrap_or(serde_json::Value::Null)
 }
 
 /// Runs the attempts of one node of a state graph over `state`: returns the state after

@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
-    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store,
-    StoreError, StoreFuture, Timestamp, check_sequence,
+    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateChange, StateCheckpoint,
+    Store, StoreError, StoreFuture, Timestamp, check_sequence,
 };
 use crate::events::Event;
 use crate::run::RunId;
@@ -26,6 +26,8 @@ struct Entry {
     completed: HashSet<String>,
     /// The latest state checkpoint of a state graph.
     state: Option<StateCheckpoint>,
+    /// Its history, when the run keeps one.
+    history: Vec<StateChange>,
     /// The interrupt the run waits on, while it is waiting.
     interrupt: Option<Interrupt>,
     events: Vec<Event>,
@@ -52,6 +54,18 @@ impl Entry {
         self.completed
             .extend(checkpoints.iter().map(|c| c.node.clone()));
         self.checkpoints.extend(checkpoints);
+    }
+
+    /// Replaces the state checkpoint, moving its change (if any) to the history.
+    fn set_state(&mut self, mut state: StateCheckpoint) {
+        if let Some(patch) = state.change.take() {
+            self.history.push(StateChange {
+                step: state.step,
+                node: state.node.clone(),
+                patch,
+            });
+        }
+        self.state = Some(state);
     }
 
     /// Checks that `events` continue the log.
@@ -109,6 +123,7 @@ impl Store for MemoryStore {
                         checkpoints: Vec::new(),
                         completed: HashSet::new(),
                         state: None,
+                        history: Vec::new(),
                         interrupt: None,
                         events: Vec::new(),
                     });
@@ -156,7 +171,7 @@ impl Store for MemoryStore {
         let result = self.with_run(run, |entry| {
             open(entry)?;
             entry.check_events(&events)?;
-            entry.state = Some(state);
+            entry.set_state(state);
             entry.events.extend(events);
             entry.record.updated_at = Timestamp::now();
             Ok(())
@@ -165,7 +180,20 @@ impl Store for MemoryStore {
     }
 
     fn state(&self, run: RunId) -> StoreFuture<'_, Option<StateCheckpoint>> {
-        let result = self.with_run(run, |entry| Ok(entry.state.clone()));
+        let result = self.with_run(run, |entry| {
+            let mut state = entry.state.clone();
+            if let (Some(state), RunStatus::Succeeded, Some(output)) =
+                (&mut state, entry.record.status, &entry.record.output)
+            {
+                state.state = output.clone();
+            }
+            Ok(state)
+        });
+        ready(result)
+    }
+
+    fn history(&self, run: RunId) -> StoreFuture<'_, Vec<StateChange>> {
+        let result = self.with_run(run, |entry| Ok(entry.history.clone()));
         ready(result)
     }
 
@@ -218,7 +246,7 @@ impl Store for MemoryStore {
             entry.check_events(&events)?;
             match progress {
                 Progress::Nodes(checkpoints) => entry.add_checkpoints(checkpoints),
-                Progress::State(state) => entry.state = Some(state),
+                Progress::State(state) => entry.set_state(state),
             }
             entry.events.extend(events);
             entry.interrupt = None;
@@ -243,6 +271,12 @@ impl Store for MemoryStore {
             entry.events.extend(events);
             if status.is_final() {
                 entry.interrupt = None;
+            }
+            if status == RunStatus::Succeeded
+                && let Some(state) = &mut entry.state
+            {
+                // The output is the final state: keep it once (`state` reads it back).
+                state.state = serde_json::Value::Null;
             }
             let record = &mut entry.record;
             record.status = status;

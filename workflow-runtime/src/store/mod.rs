@@ -189,6 +189,22 @@ pub struct StateCheckpoint {
     pub started_at: Timestamp,
     /// When the last node completed.
     pub finished_at: Timestamp,
+    /// For a run that keeps its history: the JSON Patch (RFC 6902) that turns the
+    /// previous state (the run's input, for the first node) into this one. The store
+    /// appends it to the run's history ([`Store::history`]); [`Store::state`] returns
+    /// `None` here.
+    pub change: Option<serde_json::Value>,
+}
+
+/// One step of a state graph's history: how the node changed the state.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateChange {
+    /// How many nodes had completed with this one: 1 for the first.
+    pub step: u32,
+    /// The node.
+    pub node: String,
+    /// The JSON Patch (RFC 6902) that turns the state before the node into the state after.
+    pub patch: serde_json::Value,
 }
 
 /// A run paused until outside input arrives.
@@ -374,7 +390,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, ()>;
 
     /// Records a state graph's progress: replaces the run's state checkpoint (only the
-    /// latest is kept) and appends the events that report it, together.
+    /// latest is kept), appends its change to the run's history if it carries one, and
+    /// appends the events that report it, together.
     fn save_state(
         &self,
         run: RunId,
@@ -385,6 +402,10 @@ pub trait Store: Send + Sync + 'static {
     /// A run's latest state checkpoint; `None` if it has none (not a state graph, or no
     /// node completed yet).
     fn state(&self, run: RunId) -> StoreFuture<'_, Option<StateCheckpoint>>;
+
+    /// A state graph's history, in step order: one change per completed node whose state
+    /// checkpoint carried one (runs that keep their history); empty otherwise.
+    fn history(&self, run: RunId) -> StoreFuture<'_, Vec<StateChange>>;
 
     /// Pauses a run until outside input arrives: appends the events, stores the interrupt
     /// (replacing any pending one) and sets the status to [`RunStatus::Waiting`], together.
@@ -408,7 +429,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, ()>;
 
     /// Sets a run's status (with its output or error when it ends), and appends its last
-    /// events, together. A run that ends while waiting drops its interrupt.
+    /// events, together. A run that ends while waiting drops its interrupt. A state graph's
+    /// output is its final state: a store keeps it once, and [`Store::state`] of a
+    /// succeeded run returns its output as the state.
     fn finish_run(
         &self,
         run: RunId,

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{
-    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, Store,
-    StoreError, StoreFuture, Timestamp, check_sequence,
+    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateChange, StateCheckpoint,
+    Store, StoreError, StoreFuture, Timestamp, check_sequence,
 };
 use crate::events::Event;
 use crate::run::RunId;
@@ -84,6 +84,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (step, version, hash)
     ) STRICT;
     CREATE INDEX cache_by_expiry ON cache (expires_at);
+    -- The history of a state graph's run that keeps one: per step, the JSON Patch from the
+    -- state before the node to the state after it.
+    CREATE TABLE state_history (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        step INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        patch TEXT NOT NULL,
+        PRIMARY KEY (run_id, step)
+    ) STRICT, WITHOUT ROWID;
 ",
 ];
 
@@ -316,6 +325,15 @@ impl Head {
             state.finished_at.0,
         ])
         .map_err(backend)?;
+        if let Some(patch) = &state.change {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO state_history (run_id, step, node, patch)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(backend)?
+            .execute(params![self.id, state.step, state.node, to_json(patch)])
+            .map_err(backend)?;
+        }
         Ok(())
     }
 
@@ -398,6 +416,7 @@ fn state_checkpoint(
             attempts: row.get(5).map_err(backend)?,
             started_at: Timestamp(row.get(6).map_err(backend)?),
             finished_at: Timestamp(row.get(7).map_err(backend)?),
+            change: None,
         })
     })();
     Ok(parsed)
@@ -478,9 +497,13 @@ impl Store for SqliteStore {
     fn state(&self, run: RunId) -> StoreFuture<'_, Option<StateCheckpoint>> {
         self.transaction(move |tx| {
             exists(tx, run)?;
+            // A succeeded run's final state is its output.
             tx.query_row(
-                "SELECT step, node, state, rounds, next, attempts, started_at, finished_at
-                 FROM states WHERE run_id = ?1",
+                "SELECT s.step, s.node,
+                        CASE WHEN r.status = 'succeeded' THEN COALESCE(r.output, s.state)
+                             ELSE s.state END,
+                        s.rounds, s.next, s.attempts, s.started_at, s.finished_at
+                 FROM states s JOIN runs r ON r.id = s.run_id WHERE s.run_id = ?1",
                 [run.to_string()],
                 state_checkpoint,
             )
@@ -595,6 +618,14 @@ impl Store for SqliteStore {
                 tx.execute("DELETE FROM interrupts WHERE run_id = ?1", [&head.id])
                     .map_err(backend)?;
             }
+            if status == RunStatus::Succeeded {
+                // The output is the final state: keep it once (`state` reads it back).
+                tx.execute(
+                    "UPDATE states SET state = 'null' WHERE run_id = ?1",
+                    [&head.id],
+                )
+                .map_err(backend)?;
+            }
             tx.execute(
                 "UPDATE runs SET status = ?2, output = ?3, error = ?4, next_seq = ?5, updated_at = ?6
                  WHERE id = ?1",
@@ -690,6 +721,31 @@ impl Store for SqliteStore {
             rows.map(|body| {
                 let body = body.map_err(backend)?;
                 serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+        })
+    }
+
+    fn history(&self, run: RunId) -> StoreFuture<'_, Vec<StateChange>> {
+        self.transaction(move |tx| {
+            exists(tx, run)?;
+            let mut query = tx
+                .prepare_cached(
+                    "SELECT step, node, patch FROM state_history WHERE run_id = ?1 ORDER BY step",
+                )
+                .map_err(backend)?;
+            let rows = query
+                .query_map([run.to_string()], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get::<_, String>(2)?))
+                })
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (step, node, patch) = row.map_err(backend)?;
+                Ok(StateChange {
+                    step,
+                    node,
+                    patch: json(&patch)?,
+                })
             })
             .collect()
         })
