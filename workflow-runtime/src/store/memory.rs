@@ -22,7 +22,8 @@ pub struct MemoryStore {
 struct Entry {
     record: RunRecord,
     checkpoints: Vec<Checkpoint>,
-    /// The nodes of `checkpoints`, to check a new checkpoint in constant time.
+    /// The nodes of `checkpoints`, to check a new checkpoint in constant time, once there
+    /// are more than [`SCAN_LIMIT`] (below that, a scan is as fast and needs no memory).
     completed: HashSet<String>,
     /// The latest state checkpoint of a state graph.
     state: Option<StateCheckpoint>,
@@ -33,13 +34,25 @@ struct Entry {
     events: Vec<Event>,
 }
 
+/// Up to how many checkpoints a run's completed nodes are found by a scan.
+const SCAN_LIMIT: usize = 16;
+
 impl Entry {
+    /// Whether `node` has a checkpoint.
+    fn is_completed(&self, node: &str) -> bool {
+        if self.checkpoints.len() <= SCAN_LIMIT {
+            self.checkpoints.iter().any(|c| c.node == node)
+        } else {
+            self.completed.contains(node)
+        }
+    }
+
     /// Checks that none of `checkpoints` is completed already, or in the batch twice.
     fn check_new(&self, checkpoints: &[Checkpoint]) -> Result<(), StoreError> {
         let mut batch = HashSet::with_capacity(checkpoints.len());
         for checkpoint in checkpoints {
             let node = checkpoint.node.as_str();
-            if self.completed.contains(node) || !batch.insert(node) {
+            if self.is_completed(node) || !batch.insert(node) {
                 return Err(StoreError::AlreadyCompleted {
                     run: self.record.id,
                     node: checkpoint.node.clone(),
@@ -51,9 +64,12 @@ impl Entry {
 
     /// Records checkpoints that `check_new` accepted.
     fn add_checkpoints(&mut self, checkpoints: Vec<Checkpoint>) {
-        self.completed
-            .extend(checkpoints.iter().map(|c| c.node.clone()));
         self.checkpoints.extend(checkpoints);
+        if self.checkpoints.len() > SCAN_LIMIT {
+            let known = self.completed.len();
+            let new = self.checkpoints[known..].iter().map(|c| c.node.clone());
+            self.completed.extend(new);
+        }
     }
 
     /// Replaces the state checkpoint, moving its change (if any) to the history.
@@ -202,6 +218,10 @@ impl Store for MemoryStore {
             open(entry)?;
             entry.check_events(&events)?;
             entry.events.extend(events);
+            // A waiting run may wait for days, and many may wait at once: keep no spare
+            // capacity.
+            entry.events.shrink_to_fit();
+            entry.checkpoints.shrink_to_fit();
             entry.interrupt = Some(interrupt);
             entry.record.status = RunStatus::Waiting;
             entry.record.updated_at = Timestamp::now();
