@@ -981,16 +981,16 @@ async fn settle<W: Compiled>(
     log: &EventLog,
     mut durable: Option<&mut Durability<'_, W::Run>>,
 ) -> Option<RunError> {
-    let mut completions = vec![completion];
-    if durable.is_some() {
-        // Every completion already at hand goes into one store transaction.
-        while let Some(Some(more)) = in_flight.next().now_or_never() {
-            completions.push(Some(more));
-        }
-    }
     let mut failure = None;
     let mut batch = Vec::new();
-    for completion in completions {
+    let mut next = Some(completion);
+    while let Some(completion) = next.take() {
+        if durable.is_some() {
+            // Every completion already at hand goes into one store transaction.
+            if let Some(Some(more)) = in_flight.next().now_or_never() {
+                next = Some(Some(more));
+            }
+        }
         match completion {
             Some(Ok((node, Ok(Finished::Done(done))))) => match &durable {
                 Some(durable) => match checkpoint(graph, &**run, node, done, durable.save, log) {
