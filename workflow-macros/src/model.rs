@@ -7,6 +7,8 @@
 //! and `expand` rely on. Nodes keep declaration order, and the output call, if any, comes
 //! last.
 
+use std::collections::{HashMap, HashSet};
+
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::spanned::Spanned as _;
@@ -205,7 +207,7 @@ impl Graph {
             }
         }
 
-        let scope = Scope::of(&inputs, &nodes, ctx.as_ref().map(|(name, _)| name));
+        let mut scope = Scope::of(&inputs, &nodes, ctx.as_ref().map(|(name, _)| name));
         for (node, call) in nodes.iter_mut().zip(calls) {
             node.args = scope.resolve_args(call.args, errors);
             if let OnFailure::Step(fallback) = &mut node.on_failure
@@ -372,13 +374,19 @@ pub(crate) fn node_options(
 
 /// The names an argument can refer to: the inputs, then the bindings.
 struct Scope<'a> {
+    /// In declaration order, for suggestions.
     names: Vec<(String, Source)>,
+    /// The same, hashed for lookups (the first of duplicate names, as in `names`).
+    index: HashMap<String, Source>,
+    /// The suggestion for each unknown name met so far: a name mistyped in many arguments
+    /// is compared with every binding once.
+    hints: HashMap<String, String>,
     ctx: Option<&'a Ident>,
 }
 
 impl<'a> Scope<'a> {
     fn of(inputs: &[Input], nodes: &[Node], ctx: Option<&'a Ident>) -> Self {
-        let names = inputs
+        let names: Vec<(String, Source)> = inputs
             .iter()
             .enumerate()
             .map(|(i, input)| (input.name.to_string(), Source::Input(i)))
@@ -388,11 +396,20 @@ impl<'a> Scope<'a> {
                     .map(|b| (b.to_string(), Source::Node(NodeId(i))))
             }))
             .collect();
-        Self { names, ctx }
+        let mut index = HashMap::with_capacity(names.len());
+        for (name, source) in &names {
+            index.entry(name.clone()).or_insert(*source);
+        }
+        Self {
+            names,
+            index,
+            hints: HashMap::new(),
+            ctx,
+        }
     }
 
     fn resolve_args(
-        &self,
+        &mut self,
         args: syn::punctuated::Punctuated<ArgDecl, syn::Token![,]>,
         errors: &mut Errors,
     ) -> Vec<Arg> {
@@ -404,9 +421,9 @@ impl<'a> Scope<'a> {
             .collect()
     }
 
-    fn resolve(&self, ident: &Ident, errors: &mut Errors) -> Option<Source> {
+    fn resolve(&mut self, ident: &Ident, errors: &mut Errors) -> Option<Source> {
         let name = ident.to_string();
-        if let Some((_, source)) = self.names.iter().find(|(n, _)| *n == name) {
+        if let Some(source) = self.index.get(&name) {
             return Some(*source);
         }
         let message = if self.ctx.is_some_and(|ctx| *ctx == name) {
@@ -414,9 +431,13 @@ impl<'a> Scope<'a> {
                 "`{name}` is the workflow's context: steps receive it through their own leading `ctx` parameter, so do not pass it as an argument"
             )
         } else {
+            let names = &self.names;
+            let hint = self
+                .hints
+                .entry(name.clone())
+                .or_insert_with(|| did_you_mean(&name, names.iter().map(|(n, _)| n.as_str())));
             format!(
-                "unknown binding `{name}`: no `let {name} = ...` and no workflow input of that name{}",
-                did_you_mean(&name, self.names.iter().map(|(n, _)| n.as_str()))
+                "unknown binding `{name}`: no `let {name} = ...` and no workflow input of that name{hint}"
             )
         };
         errors.push(syn::Error::new(ident.span(), message));
@@ -479,19 +500,25 @@ pub(crate) fn is_context_name(ident: &Ident) -> bool {
 }
 
 /// The names taken in a workflow, to report duplicates and make unbound nodes unique.
+/// Hashed, so that naming N nodes stays linear; only looked up, never iterated.
 #[derive(Default)]
-struct Names(Vec<(String, Span)>);
+struct Names {
+    taken: HashSet<String>,
+    /// For each base `fresh` was asked for, the suffix to try next: the ones below it are
+    /// taken (names are never released).
+    next_suffix: HashMap<String, usize>,
+}
 
 impl Names {
     fn claim(&mut self, ident: &Ident, errors: &mut Errors) {
         let name = ident.to_string();
-        if self.0.iter().any(|(taken, _)| *taken == name) {
+        if self.taken.contains(&name) {
             errors.push(syn::Error::new(
                 ident.span(),
                 format!("`{name}` is bound twice in this workflow: rename one of them"),
             ));
         } else {
-            self.0.push((name, ident.span()));
+            self.taken.insert(name);
         }
     }
 
@@ -510,14 +537,15 @@ impl Names {
         }
     }
 
+    /// `base`, or else `base_2`, `base_3`, ...: the first that is free.
     fn fresh(&mut self, base: &str) -> String {
         let mut name = base.to_owned();
-        let mut n = 2;
-        while self.0.iter().any(|(taken, _)| *taken == name) {
-            name = format!("{base}_{n}");
-            n += 1;
+        let next = self.next_suffix.entry(base.to_owned()).or_insert(2);
+        while self.taken.contains(&name) {
+            name = format!("{base}_{next}");
+            *next += 1;
         }
-        self.0.push((name.clone(), Span::call_site()));
+        self.taken.insert(name.clone());
         name
     }
 }

@@ -8,6 +8,8 @@
 //! leaves the loop, so every run reaches `END` (or fails, or hits the run's step limit,
 //! which the bounds make unreachable by a correct graph).
 
+use std::collections::HashMap;
+
 use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote};
 use syn::spanned::Spanned as _;
@@ -55,6 +57,8 @@ struct StateGraph {
     ctx: Option<(Ident, Type)>,
     state: Option<(Ident, Type)>,
     nodes: Vec<Node>,
+    /// Each node's index in `nodes`, by name.
+    by_name: HashMap<String, usize>,
 }
 
 struct Node {
@@ -161,6 +165,7 @@ impl StateGraph {
             ctx,
             state,
             nodes: Vec::new(),
+            by_name: HashMap::new(),
         };
         for stmt in stmts {
             match stmt {
@@ -197,7 +202,7 @@ impl StateGraph {
                 ),
             ));
         }
-        if let Some(index) = self.nodes.iter().position(|node| node.name == name) {
+        if let Some(&index) = self.by_name.get(&name) {
             let first = &self.nodes[index].path;
             if path.segments.len() > 1 && type_string(first) != type_string(path) {
                 errors.push(syn::Error::new_spanned(
@@ -210,6 +215,7 @@ impl StateGraph {
             }
             return Target::Node(index);
         }
+        self.by_name.insert(name.clone(), self.nodes.len());
         self.nodes.push(Node {
             name,
             path: path.clone(),
@@ -356,21 +362,98 @@ impl StateGraph {
         }
     }
 
-    /// `reach[a][b]`: a run at `a` can get to `b` (in one transition or more).
-    fn reachability(&self) -> Vec<Vec<bool>> {
-        (0..self.nodes.len())
-            .map(|from| {
-                let mut seen = vec![false; self.nodes.len()];
-                let mut stack: Vec<usize> = nodes_of(&self.successors(from)).collect();
-                while let Some(node) = stack.pop() {
-                    if !seen[node] {
-                        seen[node] = true;
-                        stack.extend(nodes_of(&self.successors(node)));
+    /// The nodes a run that starts can get to, in one transition or more.
+    fn reachable_from_start(&self) -> Vec<bool> {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack: Vec<usize> = nodes_of(&self.successors(0)).collect();
+        while let Some(node) = stack.pop() {
+            if !seen[node] {
+                seen[node] = true;
+                stack.extend(nodes_of(&self.successors(node)));
+            }
+        }
+        seen
+    }
+
+    /// Which transitions lead back to the node they leave: the strongly connected
+    /// components of the graph.
+    fn loops(&self) -> Loops {
+        Loops {
+            component: self.components(),
+        }
+    }
+
+    /// The strongly connected component of each node (Tarjan's algorithm, linear in the
+    /// nodes and transitions; iterative, so that a long chain cannot overflow the macro's
+    /// stack).
+    fn components(&self) -> Vec<usize> {
+        const UNSEEN: usize = usize::MAX;
+        let successors: Vec<Vec<usize>> = (0..self.nodes.len())
+            .map(|node| nodes_of(&self.successors(node)).collect())
+            .collect();
+        // Per node: when the search met it, the earliest node on the stack it leads back
+        // to, and its component once it is complete (`UNSEEN` while it is on the stack).
+        let mut order = vec![UNSEEN; successors.len()];
+        let mut low = vec![UNSEEN; successors.len()];
+        let mut component = vec![UNSEEN; successors.len()];
+        let mut stack = Vec::new();
+        let mut calls: Vec<(usize, usize)> = Vec::new();
+        let (mut met, mut components) = (0, 0);
+        for root in 0..successors.len() {
+            if order[root] != UNSEEN {
+                continue;
+            }
+            (order[root], low[root]) = (met, met);
+            met += 1;
+            stack.push(root);
+            calls.push((root, 0));
+            while let Some((node, next)) = calls.last_mut() {
+                let node = *node;
+                if let Some(&to) = successors[node].get(*next) {
+                    *next += 1;
+                    if order[to] == UNSEEN {
+                        (order[to], low[to]) = (met, met);
+                        met += 1;
+                        stack.push(to);
+                        calls.push((to, 0));
+                    } else if component[to] == UNSEEN {
+                        low[node] = low[node].min(order[to]);
                     }
+                    continue;
                 }
-                seen
-            })
-            .collect()
+                calls.pop();
+                if let Some(&(parent, _)) = calls.last() {
+                    low[parent] = low[parent].min(low[node]);
+                }
+                if low[node] == order[node] {
+                    while let Some(member) = stack.pop() {
+                        component[member] = components;
+                        if member == node {
+                            break;
+                        }
+                    }
+                    components += 1;
+                }
+            }
+        }
+        component
+    }
+}
+
+/// Which transitions close a loop.
+struct Loops {
+    component: Vec<usize>,
+}
+
+impl Loops {
+    /// Whether a run can get from `target` back to `node`, for a `target` that `node` leads
+    /// to (an arm or bound of its route): then both lie on one cycle, which is what one
+    /// strongly connected component is.
+    fn back(&self, target: Target, node: usize) -> bool {
+        match target {
+            Target::Node(target) => self.component[target] == self.component[node],
+            Target::End => false,
+        }
     }
 }
 
@@ -430,10 +513,10 @@ fn check(graph: &StateGraph, errors: &mut Errors) {
     if !errors.is_empty() {
         return;
     }
-    let reach = graph.reachability();
+    let reachable = graph.reachable_from_start();
     let start = &graph.nodes[0].name;
     for (index, node) in graph.nodes.iter().enumerate().skip(1) {
-        if !reach[0][index] {
+        if !reachable[index] {
             errors.push(syn::Error::new_spanned(
                 &node.path,
                 format!(
@@ -443,10 +526,8 @@ fn check(graph: &StateGraph, errors: &mut Errors) {
             ));
         }
     }
-    let loops = |arm_target: Target, route: usize| match arm_target {
-        Target::Node(target) => target == route || reach[target][route],
-        Target::End => false,
-    };
+    let loops = graph.loops();
+    let loops = |target: Target, route: usize| loops.back(target, route);
     for (index, node) in graph.nodes.iter().enumerate() {
         if let Some(Next::Route(Route {
             bound: Some(bound), ..
@@ -819,7 +900,7 @@ fn graph_static(graph: &StateGraph, aliases: &[Ident], private: &TokenStream) ->
         Target::Node(node) => quote!(#private::Target::Node(#private::NodeId(#node))),
         Target::End => quote!(#private::Target::End),
     };
-    let reach = graph.reachability();
+    let loops = graph.loops();
     let next = graph
         .nodes
         .iter()
@@ -829,10 +910,7 @@ fn graph_static(graph: &StateGraph, aliases: &[Ident], private: &TokenStream) ->
                 let arms = route.arms.iter().map(|arm| {
                     let pattern = &arm.label;
                     let to = target(arm.target);
-                    let loops = match arm.target {
-                        Target::Node(target) => target == index || reach[target][index],
-                        Target::End => false,
-                    };
+                    let loops = loops.back(arm.target, index);
                     quote!(#private::Arm { pattern: #pattern, target: #to, loops: #loops })
                 });
                 let bound = route.bound.as_ref().map_or_else(
@@ -865,5 +943,53 @@ fn graph_static(graph: &StateGraph, aliases: &[Ident], private: &TokenStream) ->
                 next: &[#(#next),*],
             }),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+    use crate::parse::Decl;
+
+    /// Two loops, `a -> b -> a` and `c -> d -> c`, joined by `b -> c`, and a tail `e`.
+    #[test]
+    fn an_arm_loops_when_its_target_leads_back_to_its_route() {
+        let Ok(Decl::State(input)) = syn::parse2(quote! {
+            G(state: &mut S) {
+                a -> b;
+                b => match { X => c, Y => a, Z => b } max 3 => d;
+                c -> d;
+                d => match { X => e, Y => c } max 2 => END;
+                e -> END;
+            }
+        }) else {
+            panic!("a state graph");
+        };
+        let mut errors = Errors::default();
+        let graph = StateGraph::build(input, &mut errors);
+        check(&graph, &mut errors);
+        assert!(errors.is_empty());
+        let loops = graph.loops();
+        let looping = |node: usize| -> Vec<bool> {
+            let Some(Next::Route(route)) = &graph.nodes[node].next else {
+                panic!("a route");
+            };
+            let bound = route.bound.as_ref().map(|bound| bound.target);
+            route
+                .arms
+                .iter()
+                .map(|arm| arm.target)
+                .chain(bound)
+                .map(|target| loops.back(target, node))
+                .collect()
+        };
+        let names: Vec<&str> = graph.nodes.iter().map(|node| node.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d", "e"]);
+        assert_eq!(looping(1), [false, true, true, false]);
+        assert_eq!(looping(3), [false, true, false]);
+        let reachable = graph.reachable_from_start();
+        assert_eq!(reachable, [true, true, true, true, true]);
     }
 }

@@ -934,3 +934,71 @@ fn a_duration_past_u128_is_too_long_not_a_panic() {
         Err(format!("duration `{text}` is too long"))
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Size of the expansion, of the `compile_time` benchmark's workflows (the benchmark reads
+// the figures printed here).
+
+include!("../../benches/common/layered.rs");
+
+/// Token trees in `stream`, groups and their contents.
+fn token_count(stream: TokenStream) -> usize {
+    stream
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Group(group) => 1 + token_count(group.stream()),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// The expansion grows in proportion to the nodes: nothing in it lists every node per node.
+/// Prints each size and the expansion's time (a debug build, as the macro runs when a
+/// user's crate builds in debug).
+#[test]
+fn expansion_grows_linearly() {
+    let mut sizes = Vec::new();
+    for n in [100, 500, 1000] {
+        let input = layered_workflow(n);
+        let input_tokens = tokens(&input);
+        let start = Instant::now();
+        let output = crate::expand::workflow(input_tokens);
+        let elapsed = start.elapsed();
+        assert_eq!(error_messages(&output), Vec::<String>::new(), "{n} nodes");
+        let bytes = output.to_string().len();
+        let count = token_count(output);
+        println!(
+            "expansion of {n} nodes: {count} tokens, {bytes} bytes, input {} bytes, {:.1} ms",
+            input.len(),
+            elapsed.as_secs_f64() * 1000.0
+        );
+        sizes.push((count, bytes));
+    }
+    let (tokens_100, bytes_100) = sizes[0];
+    let (tokens_1000, bytes_1000) = sizes[2];
+    assert!(tokens_1000 < 12 * tokens_100, "{sizes:?}");
+    assert!(bytes_1000 < 12 * bytes_100, "{sizes:?}");
+}
+
+/// Nodes without a binding are named after their step, numbered past the names taken.
+#[test]
+fn discarded_nodes_of_one_step_get_numbered_names() {
+    let source = "
+        W(x: u32) -> u32 {
+            let audit_3 = f(x);
+            let _ = audit(audit_3);
+            let _ = audit(audit_3);
+            let _ = audit(audit_3);
+            let _ = other::audit(audit_3);
+            audit_3
+        }
+    ";
+    let Ok(crate::parse::Decl::Dataflow(input)) = syn::parse2(tokens(source)) else {
+        panic!("a dataflow workflow");
+    };
+    let mut errors = crate::errors::Errors::default();
+    let graph = crate::model::Graph::build(input, &mut errors);
+    assert!(errors.is_empty());
+    let names: Vec<&str> = graph.nodes.iter().map(|node| node.name.as_str()).collect();
+    assert_eq!(names, ["audit_3", "audit", "audit_2", "audit_4", "audit_5"]);
+}
