@@ -168,10 +168,23 @@ async fn inspect(inspect: Inspect) -> ExitCode {
     }
 }
 
+/// Whether the arguments name a run command, before or after `--db PATH`.
+fn is_run_command(mut args: impl Iterator<Item = String>) -> bool {
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--db" => {
+                args.next();
+            }
+            arg if arg.starts_with("--db=") => {}
+            arg => return ["runs", "show", "events", "resume", "graph"].contains(&arg),
+        }
+    }
+    false
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let first = std::env::args().nth(1).unwrap_or_default();
-    if ["runs", "show", "events", "resume", "graph"].contains(&first.as_str()) {
+    if is_run_command(std::env::args().skip(1)) {
         return inspect(<Inspect as clap::Parser>::parse()).await;
     }
     let args = match parse_args() {
