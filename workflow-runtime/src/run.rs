@@ -74,7 +74,9 @@ impl std::str::FromStr for RunId {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Parallelism {
     /// Each step is a tokio task: independent steps run on all worker threads at once.
-    /// The right choice for CPU work and the default.
+    /// The right choice for CPU work and the default. A step that is the only one ready
+    /// while no other is in flight runs in the run's own task instead (nothing could run
+    /// beside it), so a chain of steps pays no spawn per step.
     #[default]
     Tasks,
     /// Every step's future is polled from the run's own task: steps still overlap while
@@ -775,41 +777,62 @@ pub(crate) struct Durability<'a, R> {
 
 /// The steps in flight of one run.
 enum InFlight<F> {
-    Tasks(JoinSet<Completion>),
+    /// A task per step; except that a step that is the only one ready while nothing else
+    /// is in flight runs in `alone`, polled by the run's own task: nothing could run beside
+    /// it, and nothing can become ready before it ends, so spawning it would only add a
+    /// task and a hop between threads (a chain then costs what sequential `.await`s do).
+    Tasks {
+        set: JoinSet<Completion>,
+        /// Reused for every step that runs alone: one allocation per run.
+        alone: Pin<Box<Option<F>>>,
+    },
     SingleTask(FuturesUnordered<F>),
 }
 
 impl<F: Future<Output = Completion> + Send + 'static> InFlight<F> {
     fn new(parallelism: Parallelism) -> Self {
         match parallelism {
-            Parallelism::Tasks => Self::Tasks(JoinSet::new()),
+            Parallelism::Tasks => Self::Tasks {
+                set: JoinSet::new(),
+                alone: Box::pin(None),
+            },
             Parallelism::SingleTask => Self::SingleTask(FuturesUnordered::new()),
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            Self::Tasks(set) => set.len(),
+            Self::Tasks { set, alone } => set.len() + usize::from(alone.is_some()),
             Self::SingleTask(set) => set.len(),
         }
     }
 
-    fn push(&mut self, future: F) {
+    /// Starts a step; `only` says that it is the only step ready, and none is in flight.
+    fn push(&mut self, future: F, only: bool) {
         match self {
-            Self::Tasks(set) => {
+            Self::Tasks { alone, .. } if only => alone.set(Some(future)),
+            Self::Tasks { set, .. } => {
                 set.spawn(future);
             }
             Self::SingleTask(set) => set.push(future),
         }
     }
 
+    /// The next step to end. Cancel-safe: a step that has not ended stays in flight.
     async fn next(&mut self) -> Option<Result<Completion, RunError>> {
         match self {
-            Self::Tasks(set) => set.join_next().await.map(|joined| {
-                joined.map_err(|error| {
-                    RunError::Internal(format!("a step task ended abnormally: {error}"))
+            Self::Tasks { set, alone } => {
+                if let Some(step) = alone.as_mut().as_pin_mut() {
+                    let completion = step.await;
+                    alone.set(None);
+                    return Some(Ok(completion));
+                }
+                set.join_next().await.map(|joined| {
+                    joined.map_err(|error| {
+                        RunError::Internal(format!("a step task ended abnormally: {error}"))
+                    })
                 })
-            }),
+            }
             Self::SingleTask(set) => set.next().await.map(Ok),
         }
     }
@@ -817,7 +840,10 @@ impl<F: Future<Output = Completion> + Send + 'static> InFlight<F> {
     /// Cancels every step in flight and waits until each one has been dropped.
     async fn shutdown(self) {
         match self {
-            Self::Tasks(mut set) => set.shutdown().await,
+            Self::Tasks { mut set, alone } => {
+                drop(alone);
+                set.shutdown().await;
+            }
             Self::SingleTask(set) => drop(set),
         }
     }
@@ -874,6 +900,7 @@ async fn drive_graph<W: Compiled>(
             let Some(node) = nodes.ready.pop_front() else {
                 break;
             };
+            let only = in_flight.len() == 0 && nodes.ready.is_empty();
             // A step task's spans are children of the run's span, on whichever thread.
             in_flight.push(
                 node_attempts::<W>(
@@ -885,6 +912,7 @@ async fn drive_graph<W: Compiled>(
                     cache.clone(),
                 )
                 .instrument(tracing::Span::current()),
+                only,
             );
         }
         if in_flight.len() == 0 {
@@ -1177,9 +1205,11 @@ async fn node_attempts<W: Compiled>(
             started,
         })
     };
+    // The cache's and the failure policies' futures are boxed, and made only when they
+    // are needed: every step's task holds this future, which they would make larger.
     let cached = cache.and_then(|cache| Some((cache.entry(graph, def, &*run)?, cache)));
     if let Some((entry, cache)) = &cached
-        && cache.lookup(entry, &run, node, def, &log).await
+        && Box::pin(cache.lookup(entry, &run, node, def, &log)).await
     {
         return (node, Ok(done(0, None)));
     }
@@ -1189,14 +1219,42 @@ async fn node_attempts<W: Compiled>(
     .await;
     let Err(error) = result else {
         if let Some((entry, cache)) = cached {
-            cache.keep(entry, &run, node, def).await;
+            Box::pin(cache.keep(entry, &run, node, def)).await;
         }
         return (node, Ok(done(made, Some((made, duration)))));
     };
     if let Some(request) = error.pause_request() {
         return (node, Ok(Finished::Paused(request.clone())));
     }
-    let outcome = match def.on_failure {
+    let outcome = Box::pin(fail_over::<W>(
+        &run,
+        def,
+        node,
+        &log,
+        error,
+        made,
+        (seed, durable),
+        done,
+    ))
+    .await;
+    (node, outcome)
+}
+
+/// What a node's failure policy makes of its failed attempts (`made` of them, the last
+/// failing with `error`).
+#[allow(clippy::too_many_arguments)] // the parts of `node_attempts` it goes on with
+async fn fail_over<W: Compiled>(
+    run: &Arc<W::Run>,
+    def: &'static NodeDef,
+    node: NodeId,
+    log: &Arc<EventLog>,
+    error: StepError,
+    made: u32,
+    (seed, durable): (u64, bool),
+    done: impl Fn(u32, Option<(u32, Duration)>) -> Finished,
+) -> Result<Finished, Failure> {
+    let jitter = (seed, node.0 as u64);
+    match def.on_failure {
         OnFailure::Fail => Err((def.step, error)),
         OnFailure::Skip => Ok(Finished::Skipped),
         OnFailure::FallbackValue => {
@@ -1204,7 +1262,7 @@ async fn node_attempts<W: Compiled>(
                 node: def.name.into(),
                 step: None,
             });
-            W::fallback(&run, node)
+            W::fallback(run, node)
                 .await
                 .map(|()| done(made, None))
                 .map_err(|error| (def.step, error))
@@ -1222,16 +1280,13 @@ async fn node_attempts<W: Compiled>(
             };
             // A salt of its own, so the fallback's delays do not repeat the node's.
             let jitter = (seed, jitter.1 | 1 << 63);
-            let (result, more, duration) = attempts(fallback, &log, jitter, !durable, |_| {
-                W::fallback(&run, node)
-            })
-            .await;
+            let (result, more, duration) =
+                attempts(fallback, log, jitter, !durable, |_| W::fallback(run, node)).await;
             result
                 .map(|()| done(made + more, Some((made + more, duration))))
                 .map_err(|error| (step, error))
         }
-    };
-    (node, outcome)
+    }
 }
 
 /// The random draw for the delay after attempt `attempt`: a function of the run's seed,
@@ -1312,7 +1367,7 @@ where
         );
         let outcome = async {
             match policy.timeout {
-                Some(limit) => tokio::time::timeout(limit, step)
+                Some(limit) => Box::pin(tokio::time::timeout(limit, step))
                     .await
                     .unwrap_or_else(|_| Ok(Err(StepError::timed_out(limit)))),
                 None => step.await,
@@ -1355,7 +1410,8 @@ where
                     error: error.to_string(),
                     delay,
                 });
-                tokio::time::sleep(delay).await;
+                // Boxed: a step's future should not carry a timer for a rare retry.
+                Box::pin(tokio::time::sleep(delay)).await;
                 attempt += 1;
             }
             Err(error) => {
