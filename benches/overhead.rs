@@ -4,13 +4,18 @@
 //! Shapes (generated into `generated/graphs.rs` by `tests/bench_graphs.rs`, from one
 //! description per shape, so the generated workflow and both hand-written versions have
 //! the same nodes, edges and joins):
-//! - `chain_100`: 100 no-op steps, each reading the previous output;
-//! - `fanout_1000`: one root, 1000 no-op leaves reading it, joined by a tree of `sum10`
-//!   steps (a step cannot sensibly take 1000 inputs): 100 sums of 10 leaves, 10 sums of
-//!   those, one final sum; 1112 steps. The hand-written versions do exactly the same joins;
+//! - `chain_10`, `chain_100`, `chain_1000`: no-op steps, each reading the previous output;
+//! - `fanout_10`, `fanout_100`, `fanout_1000`: one root, N no-op leaves reading it, joined
+//!   by a tree of `sum10` steps (a step cannot sensibly take 1000 inputs): for 1000, 100
+//!   sums of 10 leaves, 10 sums of those, one final sum, 1112 steps. The hand-written
+//!   versions do exactly the same joins. (`fanout_10000` is the `large` benchmark's.);
 //! - `pipeline`: the content pipeline's shape (research -> post -> {linkedin, twitter,
 //!   email}; twitter -> meta; all four -> check -> publish), 8 no-op steps, one run per
-//!   iteration.
+//!   iteration;
+//! - `pipeline_x10000`: the same, 10,000 runs started at once (each in a task of its own),
+//!   then awaited;
+//! - `state_loop_1000`: a state graph whose one node routes back to itself 1,000 times,
+//!   against the same loop by hand (`generated` vs `by_hand`).
 //!
 //! Pairs, per shape (group `<shape>`, throughput in steps, so criterion reports per step):
 //! - `generated_tasks` (`Parallelism::Tasks`, the default) vs `tokio_spawn`: one tokio task
@@ -18,15 +23,12 @@
 //!   `JoinHandle`s (a `Shared` one when several steps read it);
 //! - `generated_single_task` (`Parallelism::SingleTask`) vs `tokio_single_task`: every
 //!   step's future is polled from one task, no spawn (`tokio::join!` where a step has
-//!   several inputs).
+//!   several inputs; a chain by hand is plain sequential `.await`s).
 //!
 //! Every variant runs on a multi-thread tokio runtime with 2 workers, its runs awaited back
 //! to back from one task on a worker (see `measure`): the generated scheduler (`run` drives
 //! the run in the calling task) or the hand-written driver lives on a worker, as in a
 //! server. Nobody listens to the generated runs' events; they are recorded all the same.
-// The single-task chain's futures name each other's types 100 deep; proving the whole run
-// `Send` needs a deeper trait-solver recursion than the default 128.
-#![recursion_limit = "512"]
 #![allow(
     // Step inputs are taken by reference: that is the `#[step]` contract.
     clippy::trivially_copy_pass_by_ref,
@@ -48,93 +50,23 @@ use tokio::task::{JoinError, JoinHandle};
 use workflow::prelude::*;
 
 include!("common/shapes.rs");
+include!("common/measure.rs");
+include!("generated/graphs.rs");
+include!("common/rounds.rs");
 
 // ---- Measurements. ----
 
-/// Awaits `run()` `iters` times back to back inside one task spawned on the runtime, and
-/// times that loop from inside the task: each run then starts from a worker thread, as it
-/// does in a server, and no run pays for waking criterion's `block_on` thread.
-fn measure<F, Fut>(b: &mut Bencher<'_>, rt: &Runtime, run: F)
-where
-    F: Fn() -> Fut + Copy + Send + 'static,
-    Fut: Future<Output = u64> + Send,
-{
-    b.to_async(rt).iter_custom(|iters| async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            for _ in 0..iters {
-                black_box(run().await);
-            }
-            start.elapsed()
-        })
-        .await
-        .expect("the measuring task panicked")
-    });
-}
-
-fn single_task() -> RunOptions {
-    RunOptions::new().parallelism(Parallelism::SingleTask)
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-/// One group per shape: its four variants, checked to agree before they are measured.
-macro_rules! shape {
-    ($c:expr, $rt:expr, $group:literal, $steps:expr, $ty:ident, $spawn:ident, $single:ident) => {{
-        let rt: &Runtime = $rt;
-        let tasks: &'static $ty = Box::leak(Box::new($ty::new()));
-        let single: &'static $ty = Box::leak(Box::new($ty::new().with_options(single_task())));
-        let generated_tasks =
-            move || async move { tasks.run(black_box(1)).await.expect("the run succeeds") };
-        let tokio_spawn = || $spawn(black_box(1));
-        let generated_single_task =
-            move || async move { single.run(black_box(1)).await.expect("the run succeeds") };
-        let tokio_single_task = || $single(black_box(1));
-        let outputs = rt.block_on(async {
-            tokio::spawn(async move {
-                [
-                    generated_tasks().await,
-                    tokio_spawn().await,
-                    generated_single_task().await,
-                    tokio_single_task().await,
-                ]
-            })
-            .await
-            .expect("the runs succeed")
-        });
-        assert!(
-            outputs.iter().all(|&output| output == outputs[0]),
-            "{}: the variants disagree: {outputs:?}",
-            $group
-        );
-        let mut group = $c.benchmark_group($group);
-        configure(&mut group, $steps);
-        group.bench_function("generated_tasks", |b| measure(b, rt, generated_tasks));
-        group.bench_function("tokio_spawn", |b| measure(b, rt, tokio_spawn));
-        group.bench_function("generated_single_task", |b| {
-            measure(b, rt, generated_single_task);
-        });
-        group.bench_function("tokio_single_task", |b| measure(b, rt, tokio_single_task));
-        group.finish();
-    }};
-}
-
-fn configure(group: &mut BenchmarkGroup<'_, WallTime>, steps: u64) {
-    group
-        .throughput(Throughput::Elements(steps))
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-}
-
 fn overhead(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = runtime(2);
+    shape!(
+        c,
+        &rt,
+        "chain_10",
+        10,
+        Chain10,
+        chain_10_tokio_spawn,
+        chain_10_tokio_single_task
+    );
     shape!(
         c,
         &rt,
@@ -143,6 +75,33 @@ fn overhead(c: &mut Criterion) {
         Chain100,
         chain_100_tokio_spawn,
         chain_100_tokio_single_task
+    );
+    shape!(
+        c,
+        &rt,
+        "chain_1000",
+        1000,
+        Chain1000,
+        chain_1000_tokio_spawn,
+        chain_1000_tokio_single_task
+    );
+    shape!(
+        c,
+        &rt,
+        "fanout_10",
+        12,
+        Fanout10,
+        fanout_10_tokio_spawn,
+        fanout_10_tokio_single_task
+    );
+    shape!(
+        c,
+        &rt,
+        "fanout_100",
+        112,
+        Fanout100,
+        fanout_100_tokio_spawn,
+        fanout_100_tokio_single_task
     );
     shape!(
         c,
@@ -162,6 +121,103 @@ fn overhead(c: &mut Criterion) {
         pipeline_tokio_spawn,
         pipeline_tokio_single_task
     );
+    pipeline_runs(c, &rt);
+    state_loop(c, &rt);
+}
+
+/// How many runs `pipeline_x10000` starts at once.
+const RUNS: u64 = 10_000;
+
+/// The content pipeline's shape, 10,000 runs at once: each run started (spawned) before
+/// any is awaited, against 10,000 hand-written runs spawned the same way.
+fn pipeline_runs(c: &mut Criterion, rt: &Runtime) {
+    let tasks: &'static Pipeline = Box::leak(Box::new(Pipeline::new()));
+    let single: &'static Pipeline =
+        Box::leak(Box::new(Pipeline::new().with_options(single_task())));
+    let generated = |workflow: &'static Pipeline| {
+        move || async move {
+            let handles: Vec<_> = (0..RUNS).map(|i| workflow.start(i)).collect();
+            let mut sum = 0_u64;
+            for handle in handles {
+                sum = sum.wrapping_add(handle.await.expect("the run succeeds"));
+            }
+            sum
+        }
+    };
+    let tokio_spawn = || async {
+        let runs: Vec<_> = (0..RUNS).map(pipeline_tokio_spawn).collect();
+        let mut sum = 0_u64;
+        for run in runs {
+            sum = sum.wrapping_add(run.await);
+        }
+        sum
+    };
+    let tokio_single_task = || async {
+        let runs: Vec<_> = (0..RUNS)
+            .map(|i| tokio::spawn(pipeline_tokio_single_task(i)))
+            .collect();
+        let mut sum = 0_u64;
+        for run in runs {
+            sum = sum.wrapping_add(joined(run.await));
+        }
+        sum
+    };
+    let (generated_tasks, generated_single_task) = (generated(tasks), generated(single));
+    let outputs = rt.block_on(async {
+        tokio::spawn(async move {
+            [
+                generated_tasks().await,
+                tokio_spawn().await,
+                generated_single_task().await,
+                tokio_single_task().await,
+            ]
+        })
+        .await
+        .expect("the runs succeed")
+    });
+    assert!(outputs.iter().all(|&o| o == outputs[0]), "{outputs:?}");
+    let mut group = c.benchmark_group("pipeline_x10000");
+    configure(&mut group, 8 * RUNS);
+    group.sample_size(10);
+    group.bench_function("generated_tasks", |b| measure(b, rt, generated_tasks));
+    group.bench_function("tokio_spawn", |b| measure(b, rt, tokio_spawn));
+    group.bench_function("generated_single_task", |b| {
+        measure(b, rt, generated_single_task);
+    });
+    group.bench_function("tokio_single_task", |b| measure(b, rt, tokio_single_task));
+    group.finish();
+}
+
+/// How many rounds `state_loop_1000` makes.
+const ROUNDS: u64 = 1000;
+
+/// A state graph looping 1,000 rounds over its state, against the same loop by hand.
+fn state_loop(c: &mut Criterion, rt: &Runtime) {
+    let generated: &'static Loop = Box::leak(Box::new(
+        Loop::new().with_options(RunOptions::new().max_steps(2 * 1000)),
+    ));
+    let generated = move || async move {
+        let rounds = Rounds {
+            done: 0,
+            goal: black_box(ROUNDS),
+        };
+        generated.run(rounds).await.expect("the run succeeds").done
+    };
+    let by_hand = || async {
+        let mut rounds = Rounds {
+            done: 0,
+            goal: black_box(ROUNDS),
+        };
+        while round(&mut rounds) {}
+        rounds.done
+    };
+    let outputs = rt.block_on(async { [generated().await, by_hand().await] });
+    assert_eq!(outputs, [ROUNDS; 2]);
+    let mut group = c.benchmark_group("state_loop_1000");
+    configure(&mut group, ROUNDS);
+    group.bench_function("generated", |b| measure(b, rt, generated));
+    group.bench_function("by_hand", |b| measure(b, rt, by_hand));
+    group.finish();
 }
 
 criterion_group!(benches, overhead);

@@ -9,6 +9,7 @@
 //! one task (`*_tokio_single_task`). So the three always have the same nodes, the same edges
 //! and the same joins.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -23,17 +24,28 @@ struct Node {
 /// One graph, with a single `u64` input named `x`; its output is its last node.
 struct Shape {
     /// The workflow type's name.
-    ty: &'static str,
+    ty: String,
     /// The prefix of the hand-written baselines' names.
-    func: &'static str,
-    doc: &'static str,
+    func: String,
+    doc: String,
     nodes: Vec<Node>,
+    /// How many nodes read each node's output, the output's caller included.
+    consumers: HashMap<String, usize>,
 }
 
 impl Shape {
     fn node(&mut self, name: impl Into<String>, step: &'static str, inputs: &[&str]) {
+        let name = name.into();
+        for &input in inputs {
+            *self.consumers.entry(input.to_owned()).or_default() += 1;
+        }
+        // The latest node is the output, which its caller reads.
+        if let Some(last) = self.nodes.last() {
+            *self.consumers.entry(last.name.clone()).or_default() -= 1;
+        }
+        *self.consumers.entry(name.clone()).or_default() += 1;
         self.nodes.push(Node {
-            name: name.into(),
+            name,
             step,
             inputs: inputs.iter().map(|&i| i.to_owned()).collect(),
         });
@@ -41,13 +53,15 @@ impl Shape {
 
     /// How many nodes read the output of `name` (the last node also feeds the result).
     fn consumers(&self, name: &str) -> usize {
-        let readers = self
-            .nodes
-            .iter()
-            .filter(|node| node.inputs.iter().any(|input| input == name))
-            .count();
-        let is_output = self.nodes.last().is_some_and(|node| node.name == name);
-        readers + usize::from(is_output)
+        self.consumers.get(name).copied().unwrap_or(0)
+    }
+
+    /// Whether each node reads the one before it, and nothing else.
+    fn is_chain(&self) -> bool {
+        self.nodes.iter().enumerate().all(|(i, node)| match i {
+            0 => node.inputs == ["x"],
+            _ => node.inputs == [self.nodes[i - 1].name.as_str()],
+        })
     }
 
     fn output(&self) -> &str {
@@ -55,67 +69,81 @@ impl Shape {
     }
 }
 
-/// `inc` 100 times, each step reading the previous step's output.
-fn chain() -> Shape {
+/// `inc` `n` times, each step reading the previous step's output.
+fn chain(n: usize) -> Shape {
     let mut shape = Shape {
-        ty: "Chain100",
-        func: "chain_100",
-        doc: "A chain of 100 no-op steps, each reading the previous step's output.",
+        ty: format!("Chain{n}"),
+        func: format!("chain_{n}"),
+        doc: format!("A chain of {n} no-op steps, each reading the previous step's output."),
         nodes: Vec::new(),
+        consumers: HashMap::new(),
     };
     shape.node("s0", "inc", &["x"]);
-    for i in 1..100 {
+    for i in 1..n {
         let previous = format!("s{}", i - 1);
         shape.node(format!("s{i}"), "inc", &[&previous]);
     }
     shape
 }
 
-/// One root, 1000 leaves reading it, joined in a tree of `sum10` steps: 100 sums of 10
-/// leaves, 10 sums of 10 of those, one sum of the last 10. 1112 steps in all.
+/// One root, `n` leaves (a power of ten) reading it, joined in a tree of `sum10` steps:
+/// for 1000, 100 sums of 10 leaves, 10 sums of 10 of those, one sum of the last 10 (1112
+/// steps in all). The leaves are `leaf` steps: no-ops unless a benchmark gives them work.
 ///
 /// Declared depth first (ten leaves, their sum, the next ten...), which changes nothing to
 /// the graph but keeps few values alive at once in the straight-line hand-written code:
 /// with all 1000 leaves first, the optimised build of that code takes minutes.
-fn fanout() -> Shape {
+fn fanout(n: usize) -> Shape {
+    let mut levels = 0;
+    while 10_usize.pow(levels) < n {
+        levels += 1;
+    }
+    assert_eq!(10_usize.pow(levels), n, "a fan-out of a power of ten");
     let mut shape = Shape {
-        ty: "Fanout1000",
-        func: "fanout_1000",
-        doc: "One root, 1000 no-op leaves reading it, joined by a tree of `sum10` steps \
-              (100 + 10 + 1): 1112 steps.",
+        ty: format!("Fanout{n}"),
+        func: format!("fanout_{n}"),
+        doc: String::new(),
         nodes: Vec::new(),
+        consumers: HashMap::new(),
     };
     shape.node("root", "inc", &["x"]);
-    let names = |prefix: &str, first: usize| -> Vec<String> {
-        (first..first + 10)
-            .map(|i| format!("{prefix}{i}"))
-            .collect()
-    };
-    let sum = |shape: &mut Shape, name: String, inputs: Vec<String>| {
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        shape.node(name, "sum10", &inputs);
-    };
-    for b in 0..10 {
-        for a in b * 10..b * 10 + 10 {
-            for leaf in names("l", a * 10) {
-                shape.node(leaf, "inc", &["root"]);
-            }
-            sum(&mut shape, format!("a{a}"), names("l", a * 10));
-        }
-        sum(&mut shape, format!("b{b}"), names("a", b * 10));
-    }
-    sum(&mut shape, "total".to_owned(), names("b", 0));
+    subtree(&mut shape, levels, 0);
+    let sums = shape.nodes.len() - n - 1;
+    shape.doc = format!(
+        "One root, {n} no-op leaves reading it, joined by a tree of {sums} `sum10` steps: \
+         {} steps.",
+        shape.nodes.len()
+    );
     shape
+}
+
+/// The nodes of the subtree of level `level` (the leaves are level 0) and index `index`,
+/// declared depth first; returns its root's name (`l{index}` or `j{level}_{index}`).
+fn subtree(shape: &mut Shape, level: u32, index: usize) -> String {
+    if level == 0 {
+        let name = format!("l{index}");
+        shape.node(name.clone(), "leaf", &["root"]);
+        return name;
+    }
+    let inputs: Vec<String> = (index * 10..index * 10 + 10)
+        .map(|child| subtree(shape, level - 1, child))
+        .collect();
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let name = format!("j{level}_{index}");
+    shape.node(name.clone(), "sum10", &inputs);
+    name
 }
 
 /// The content pipeline's shape, with no-op steps.
 fn pipeline() -> Shape {
     let mut shape = Shape {
-        ty: "Pipeline",
-        func: "pipeline",
+        ty: "Pipeline".to_owned(),
+        func: "pipeline".to_owned(),
         doc: "The content pipeline's shape with no-op steps: research -> post -> \
-              {linkedin, twitter, email}; twitter -> meta; all four -> check -> publish.",
+              {linkedin, twitter, email}; twitter -> meta; all four -> check -> publish."
+            .to_owned(),
         nodes: Vec::new(),
+        consumers: HashMap::new(),
     };
     shape.node("research", "research", &["x"]);
     shape.node("post", "blog_post", &["research"]);
@@ -132,8 +160,23 @@ fn pipeline() -> Shape {
     shape
 }
 
+/// The shapes of `benches/generated/graphs.rs`, which every benchmark includes.
 fn shapes() -> Vec<Shape> {
-    vec![chain(), fanout(), pipeline()]
+    vec![
+        chain(10),
+        chain(100),
+        chain(1000),
+        fanout(10),
+        fanout(100),
+        fanout(1000),
+        pipeline(),
+    ]
+}
+
+/// The shapes of `benches/generated/large.rs`, which only the `large` benchmark includes
+/// (its workflow takes minutes to build in release).
+fn large_shapes() -> Vec<Shape> {
+    vec![fanout(10_000)]
 }
 
 fn workflow(out: &mut String, shape: &Shape) {
@@ -235,6 +278,19 @@ fn tokio_single_task(out: &mut String, shape: &Shape) {
         "async fn {}_tokio_single_task(x: u64) -> u64 {{",
         shape.func
     );
+    if shape.is_chain() {
+        // Nothing to overlap: one step after the other, plain sequential `.await`s.
+        for node in &shape.nodes {
+            let _ = writeln!(
+                out,
+                "    let {} = step_after1({}, ready({})).await;",
+                node.name, node.step, node.inputs[0]
+            );
+        }
+        let _ = writeln!(out, "    {}", shape.output());
+        let _ = writeln!(out, "}}");
+        return;
+    }
     for node in &shape.nodes {
         let helper = match node.inputs.len() {
             1 => "step_after1".to_owned(),
@@ -252,16 +308,23 @@ fn tokio_single_task(out: &mut String, shape: &Shape) {
     let _ = writeln!(out, "}}");
 }
 
-fn generate() -> String {
+/// The generated file with `shapes`, each also written by hand unless `by_hand` is false
+/// (the large shapes' hand-written versions are loops, in the benchmark itself: written out
+/// as straight-line code, 11,112 steps take the optimiser many minutes).
+fn generate(shapes: Vec<Shape>, by_hand: bool) -> String {
     let mut out = String::from(
         "// @generated by tests/bench_graphs.rs: do not edit. Regenerate with\n\
          // `UPDATE_BENCH_GRAPHS=1 cargo test --test bench_graphs`.\n\
-         //\n\
-         // Each shape is written three times from one description (same nodes, same edges,\n\
-         // same join tree): as a `workflow!`, as a tokio program with one task per step, and\n\
-         // as a tokio program driving every step's future in one task.\n",
+         //\n",
     );
-    for shape in shapes() {
+    out.push_str(if by_hand {
+        "// Each shape is written three times from one description (same nodes, same edges,\n\
+         // same join tree): as a `workflow!`, as a tokio program with one task per step, and\n\
+         // as a tokio program driving every step's future in one task.\n"
+    } else {
+        "// Each shape as a `workflow!`; the benchmark writes the same graphs by hand as loops.\n"
+    });
+    for shape in shapes {
         let _ = writeln!(
             out,
             "\n// ---- {} ({} steps) ----\n",
@@ -269,26 +332,25 @@ fn generate() -> String {
             shape.nodes.len()
         );
         workflow(&mut out, &shape);
-        out.push('\n');
-        tokio_spawn(&mut out, &shape);
-        out.push('\n');
-        tokio_single_task(&mut out, &shape);
+        if by_hand {
+            out.push('\n');
+            tokio_spawn(&mut out, &shape);
+            out.push('\n');
+            tokio_single_task(&mut out, &shape);
+        }
     }
     out
 }
 
-fn path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/generated/graphs.rs")
-}
-
-#[test]
-fn bench_graphs_are_up_to_date() {
-    let expected = generate();
-    let path = path();
+/// Checks (or, with `UPDATE_BENCH_GRAPHS` set, writes) `benches/generated/<file>`.
+fn up_to_date(file: &str, expected: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/generated")
+        .join(file);
     if std::env::var_os("UPDATE_BENCH_GRAPHS").is_some() {
         std::fs::create_dir_all(path.parent().expect("a parent directory"))
             .expect("create benches/generated");
-        std::fs::write(&path, &expected).expect("write benches/generated/graphs.rs");
+        std::fs::write(&path, expected).expect("write a generated file");
         return;
     }
     let actual = std::fs::read_to_string(&path)
@@ -296,19 +358,31 @@ fn bench_graphs_are_up_to_date() {
         .replace("\r\n", "\n");
     assert!(
         actual == expected,
-        "benches/generated/graphs.rs is not what tests/bench_graphs.rs generates; \
+        "benches/generated/{file} is not what tests/bench_graphs.rs generates; \
          regenerate it with `UPDATE_BENCH_GRAPHS=1 cargo test --test bench_graphs`"
     );
 }
 
 #[test]
+fn bench_graphs_are_up_to_date() {
+    up_to_date("graphs.rs", &generate(shapes(), true));
+    up_to_date("large.rs", &generate(large_shapes(), false));
+}
+
+#[test]
 fn shapes_have_the_documented_sizes() {
-    let sizes: Vec<usize> = shapes().iter().map(|shape| shape.nodes.len()).collect();
-    assert_eq!(sizes, [100, 1112, 8]);
+    let all: Vec<Shape> = shapes().into_iter().chain(large_shapes()).collect();
+    let sizes: Vec<usize> = all.iter().map(|shape| shape.nodes.len()).collect();
+    assert_eq!(sizes, [10, 100, 1000, 12, 112, 1112, 8, 11_112]);
     // Every node but the output is read by some node: nothing is computed for nothing.
-    for shape in shapes() {
+    for shape in &all {
         for node in &shape.nodes {
             assert!(shape.consumers(&node.name) > 0, "{} is unused", node.name);
         }
     }
+    let chains: Vec<bool> = all.iter().map(Shape::is_chain).collect();
+    assert_eq!(
+        chains,
+        [true, true, true, false, false, false, false, false]
+    );
 }

@@ -1,11 +1,25 @@
-// The shapes both benchmarks measure, with their no-op steps and the helpers of their
-// hand-written versions; `include!`d at each benchmark's root.
+// The steps of the benchmarks' shapes, and the helpers of their hand-written versions;
+// `include!`d at each benchmark's root, with the shapes it measures (`generated/*.rs`).
 
 // ---- The no-op steps: plain functions, called by both sides. ----
 
 #[step]
 fn inc(x: &u64) -> u64 {
     x.wrapping_add(1)
+}
+
+/// How many rounds of arithmetic each `leaf` step makes: none (a no-op step) unless a
+/// benchmark gives the leaves work.
+static LEAF_WORK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A fan-out's leaf: a no-op, or `LEAF_WORK` rounds of arithmetic (CPU-light work).
+#[step]
+fn leaf(x: &u64) -> u64 {
+    let mut h = *x;
+    for _ in 0..LEAF_WORK.load(std::sync::atomic::Ordering::Relaxed) {
+        h = std::hint::black_box(h.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ 1);
+    }
+    h.wrapping_sub(*x).wrapping_add(x.wrapping_add(1))
 }
 
 #[step]
@@ -126,4 +140,3 @@ fn shared_task<T: Clone + Send + Sync + 'static>(
     task(step).shared()
 }
 
-include!("../generated/graphs.rs");

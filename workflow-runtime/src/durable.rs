@@ -743,7 +743,7 @@ pub fn drive_dataflow<W: Compiled + PersistNodes>(
                 input, checkpoints, ..
             } => (input, checkpoints, true),
         };
-        let state = W::new_run(ctx, input);
+        let state = Arc::new(W::new_run(ctx, input));
         let mut restored = vec![false; graph.nodes.len()];
         for checkpoint in checkpoints {
             let Some(node) = graph.find(&checkpoint.node) else {

@@ -553,7 +553,7 @@ pub(crate) async fn run<W: Compiled>(
     let id = RunId::new();
     drive::<W>(
         id,
-        W::new_run(ctx, input),
+        Arc::new(W::new_run(ctx, input)),
         options,
         run_log(id),
         Canceller::default(),
@@ -591,7 +591,7 @@ pub(crate) fn start<W: Compiled>(
     options: &RunOptions,
     input: W::Input,
 ) -> RunHandle<W::Output> {
-    let run = W::new_run(Arc::clone(ctx), input);
+    let run = Arc::new(W::new_run(Arc::clone(ctx), input));
     let options = options.clone();
     spawn(|id, log, cancel| drive::<W>(id, run, options, log, cancel, None))
 }
@@ -849,9 +849,11 @@ impl<F: Future<Output = Completion> + Send + 'static> InFlight<F> {
     }
 }
 
+/// Drives a dataflow run. The run's slots come in an `Arc` already: a large graph's slots
+/// would otherwise make every future that holds this one that large.
 pub(crate) async fn drive<W: Compiled>(
     id: RunId,
-    run: W::Run,
+    run: Arc<W::Run>,
     options: RunOptions,
     log: Arc<EventLog>,
     cancel: Canceller,
@@ -859,7 +861,7 @@ pub(crate) async fn drive<W: Compiled>(
 ) -> Result<W::Output, RunError> {
     let graph = W::graph();
     let span = run_span(graph, id);
-    let result = drive_graph::<W>(graph, Arc::new(run), options, log, cancel, durable)
+    let result = drive_graph::<W>(graph, run, options, log, cancel, durable)
         .instrument(span.clone())
         .await;
     span.record("outcome", outcome(&result));

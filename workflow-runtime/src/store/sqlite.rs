@@ -101,7 +101,9 @@ const MIGRATIONS: &[&str] = &[
 /// The file is in WAL mode with `synchronous = NORMAL`: a write that returned has reached
 /// the write-ahead log, so it survives the process being killed at any point; a power
 /// loss may lose the last writes but never corrupts the file or splits a transaction.
-/// Each [`Store`] method is one transaction, run on tokio's blocking pool.
+/// Each [`Store`] method is one transaction, run by the calling worker thread on a
+/// multi-thread runtime (its other tasks move to another worker meanwhile), on tokio's
+/// blocking pool elsewhere.
 ///
 /// # Examples
 ///
@@ -150,24 +152,36 @@ impl SqliteStore {
     #[allow(clippy::cast_possible_truncation)] // a handful of migrations
     pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-    /// Runs `f` in one transaction on the blocking pool.
+    /// Runs `f` in one transaction. On a multi-thread runtime the calling worker runs it,
+    /// after handing its other tasks to another worker (`block_in_place`): a checkpoint is
+    /// a short transaction, and a hop to the blocking pool and back would cost as much as
+    /// the transaction itself. Elsewhere (a current-thread runtime) it runs on the
+    /// blocking pool, so that it never stalls the only thread.
     fn transaction<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
         let conn = Arc::clone(&self.conn);
+        let commit = move || {
+            // A panic inside a transaction rolls it back (the transaction is dropped),
+            // so a poisoned lock guards a consistent database.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn.transaction().map_err(backend)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(value)
+        };
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                // A panic inside a transaction rolls it back (the transaction is dropped),
-                // so a poisoned lock guards a consistent database.
-                let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                let tx = conn.transaction().map_err(backend)?;
-                let value = f(&tx)?;
-                tx.commit().map_err(backend)?;
-                Ok(value)
-            })
-            .await
-            .map_err(|error| StoreError::Backend(Box::new(error)))?
+            let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+                handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+            });
+            if multi_thread {
+                tokio::task::block_in_place(commit)
+            } else {
+                tokio::task::spawn_blocking(commit)
+                    .await
+                    .map_err(|error| StoreError::Backend(Box::new(error)))?
+            }
         })
     }
 }
