@@ -326,13 +326,18 @@ impl EventLog {
     /// Appends an event. A terminal event closes the log; nothing is appended after it, so
     /// a step that finishes after its run was cancelled adds nothing.
     pub(crate) fn emit(&self, kind: EventKind) {
+        self.emit_at(self.elapsed(), kind);
+    }
+
+    /// Appends an event that happened at `at` (a reading of [`EventLog::elapsed`] the
+    /// caller needed anyway: a step's start and end are one clock read each).
+    pub(crate) fn emit_at(&self, at: Duration, kind: EventKind) {
         if let Some((parent, node)) = &self.parent {
             parent.emit(EventKind::Nested {
                 node: node.clone(),
                 inner: Box::new(kind.clone()),
             });
         }
-        let at = self.elapsed();
         let wakers = {
             let mut state = self.lock();
             if state.closed {

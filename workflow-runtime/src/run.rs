@@ -19,7 +19,6 @@ use futures_util::FutureExt as _;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::cache::{self, NodeCache};
@@ -1354,11 +1353,14 @@ where
             attempt = number,
             outcome = tracing::field::Empty,
         );
-        log.emit(EventKind::StepStarted {
-            node: node.into(),
-            attempt: number,
-        });
-        let started = Instant::now();
+        let started = log.elapsed();
+        log.emit_at(
+            started,
+            EventKind::StepStarted {
+                node: node.into(),
+                attempt: number,
+            },
+        );
         let scope = StepScope {
             log: Arc::clone(log),
             node,
@@ -1389,15 +1391,19 @@ where
                 Err(_) => "failed",
             },
         );
-        let duration = started.elapsed();
+        let ended = log.elapsed();
+        let duration = ended.saturating_sub(started);
         match result {
             Ok(value) => {
                 if emit_success {
-                    log.emit(EventKind::StepSucceeded {
-                        node: node.into(),
-                        attempt: number,
-                        duration,
-                    });
+                    log.emit_at(
+                        ended,
+                        EventKind::StepSucceeded {
+                            node: node.into(),
+                            attempt: number,
+                            duration,
+                        },
+                    );
                 }
                 return (Ok(value), attempt, duration);
             }
