@@ -185,8 +185,9 @@ fn scaling_table(criterion: &Path) -> Option<String> {
         ("generated_tasks", "generated"),
         ("tokio_spawn", "hand-written"),
     ] {
-        let one = time(&format!("{function}/1"))?;
-        let two = time(&format!("{function}/2"))?;
+        // Criterion keeps `name/1` in a directory `name_1`.
+        let one = time(&format!("{function}_1"))?;
+        let two = time(&format!("{function}_2"))?;
         let _ = writeln!(
             out,
             "| {name} | {:.2} ms | {:.2} ms | {:.2} |",
@@ -208,10 +209,10 @@ struct Line {
     points: Vec<(f64, f64)>,
 }
 
-const WIDTH: f64 = 720.0;
+const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 440.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 230.0;
+const RIGHT: f64 = 270.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 
