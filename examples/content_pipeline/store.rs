@@ -45,8 +45,8 @@ impl Store for KillDuringCheckpoint {
         if self.countdown.fetch_sub(1, Ordering::SeqCst) != 1 {
             return self.inner.checkpoint(run, checkpoints, events);
         }
-        // The write starts on the blocking pool while `kill` is on its way; whatever the
-        // write has done when the signal lands is what the restarted process finds.
+        // The write runs while `kill` is on its way; whatever the write has done when the
+        // signal lands is what the restarted process finds.
         let write = self.inner.checkpoint(run, checkpoints, events);
         Box::pin(async move {
             // The shell's own `kill`: no procps needed.
