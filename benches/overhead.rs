@@ -162,30 +162,17 @@ fn pipeline_runs(c: &mut Criterion, rt: &Runtime) {
         }
         sum
     };
-    let (generated_tasks, generated_single_task) = (generated(tasks), generated(single));
-    let outputs = rt.block_on(async {
-        tokio::spawn(async move {
-            [
-                generated_tasks().await,
-                tokio_spawn().await,
-                generated_single_task().await,
-                tokio_single_task().await,
-            ]
-        })
-        .await
-        .expect("the runs succeed")
-    });
-    assert!(outputs.iter().all(|&o| o == outputs[0]), "{outputs:?}");
-    let mut group = c.benchmark_group("pipeline_x10000");
-    configure(&mut group, 8 * RUNS);
-    group.sample_size(10);
-    group.bench_function("generated_tasks", |b| measure(b, rt, generated_tasks));
-    group.bench_function("tokio_spawn", |b| measure(b, rt, tokio_spawn));
-    group.bench_function("generated_single_task", |b| {
-        measure(b, rt, generated_single_task);
-    });
-    group.bench_function("tokio_single_task", |b| measure(b, rt, tokio_single_task));
-    group.finish();
+    compare(
+        c,
+        rt,
+        ("pipeline_x10000", 8 * RUNS, 10),
+        (
+            ("generated_tasks", generated(tasks)),
+            ("tokio_spawn", tokio_spawn),
+            ("generated_single_task", generated(single)),
+            ("tokio_single_task", tokio_single_task),
+        ),
+    );
 }
 
 /// How many rounds `state_loop_1000` makes.

@@ -45,33 +45,74 @@ macro_rules! shape {
         let generated_single_task =
             move || async move { single.run(black_box(1)).await.expect("the run succeeds") };
         let tokio_single_task = || $single(black_box(1));
-        let outputs = rt.block_on(async {
-            tokio::spawn(async move {
-                [
-                    generated_tasks().await,
-                    tokio_spawn().await,
-                    generated_single_task().await,
-                    tokio_single_task().await,
-                ]
-            })
-            .await
-            .expect("the runs succeed")
-        });
-        assert!(
-            outputs.iter().all(|&output| output == outputs[0]),
-            "{}: the variants disagree: {outputs:?}",
-            $group
+        compare(
+            $c,
+            rt,
+            ($group, $steps, 20),
+            (
+                ("generated_tasks", generated_tasks),
+                ("tokio_spawn", tokio_spawn),
+                ("generated_single_task", generated_single_task),
+                ("tokio_single_task", tokio_single_task),
+            ),
         );
-        let mut group = $c.benchmark_group($group);
-        configure(&mut group, $steps);
-        group.bench_function("generated_tasks", |b| measure(b, rt, generated_tasks));
-        group.bench_function("tokio_spawn", |b| measure(b, rt, tokio_spawn));
-        group.bench_function("generated_single_task", |b| {
-            measure(b, rt, generated_single_task);
-        });
-        group.bench_function("tokio_single_task", |b| measure(b, rt, tokio_single_task));
-        group.finish();
     }};
+}
+
+/// One variant of a shape: a function that makes a run's future.
+trait Variant: Copy + Send + 'static {
+    type Run: Future<Output = u64> + Send;
+    fn start(&self) -> Self::Run;
+}
+
+impl<F, Fut> Variant for F
+where
+    F: Fn() -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = u64> + Send,
+{
+    type Run = Fut;
+    fn start(&self) -> Fut {
+        self()
+    }
+}
+
+/// Four named variants of one shape.
+type Variants<'a, A, B, C, D> = ((&'a str, A), (&'a str, B), (&'a str, C), (&'a str, D));
+
+/// Checks that the four variants of a shape agree, then measures them, each under its
+/// name, as group `name` (`steps` per run, `samples` samples).
+fn compare<A: Variant, B: Variant, C: Variant, D: Variant>(
+    c: &mut Criterion,
+    rt: &Runtime,
+    (name, steps, samples): (&str, u64, usize),
+    (a, b, cc, d): Variants<'_, A, B, C, D>,
+) {
+    let outputs = rt.block_on(async {
+        let (ra, rb, rc, rd) = (a.1, b.1, cc.1, d.1);
+        tokio::spawn(async move {
+            [
+                ra.start().await,
+                rb.start().await,
+                rc.start().await,
+                rd.start().await,
+            ]
+        })
+        .await
+        .expect("the runs succeed")
+    });
+    assert!(
+        outputs.iter().all(|&output| output == outputs[0]),
+        "{name}: the variants disagree: {outputs:?}"
+    );
+    let mut group = c.benchmark_group(name);
+    configure(&mut group, steps);
+    group.sample_size(samples);
+    let (ra, rb, rc, rd) = (a.1, b.1, cc.1, d.1);
+    group.bench_function(a.0, |bench| measure(bench, rt, move || ra.start()));
+    group.bench_function(b.0, |bench| measure(bench, rt, move || rb.start()));
+    group.bench_function(cc.0, |bench| measure(bench, rt, move || rc.start()));
+    group.bench_function(d.0, |bench| measure(bench, rt, move || rd.start()));
+    group.finish();
 }
 
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>, steps: u64) {
