@@ -17,6 +17,7 @@
 //! cargo run --example content_pipeline -- runs                  # the stored runs
 //! cargo run --example content_pipeline -- show <run-id>         # nodes, timings, outputs
 //! cargo run --example content_pipeline -- events <run-id>       # the event log, as JSON
+//! cargo run --example content_pipeline -- serve                 # HTTP API and web page on :8080
 //! ```
 
 mod pipeline;
@@ -130,7 +131,8 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// The run commands (`runs`, `show`, `events`, `resume`, `graph`) of `workflow::cli`.
+/// The run commands (`runs`, `show`, `events`, `resume`, `graph`) of `workflow::cli`, and
+/// `serve` of `workflow::http`.
 #[derive(clap::Parser)]
 #[command(name = "content_pipeline")]
 struct Inspect {
@@ -138,7 +140,21 @@ struct Inspect {
     #[arg(long, global = true, default_value = "content_pipeline.db")]
     db: PathBuf,
     #[command(subcommand)]
-    command: workflow::cli::RunsCommand,
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Runs(workflow::cli::RunsCommand),
+    /// Serve both workflows over HTTP: the API, live events and a web page.
+    Serve {
+        #[command(flatten)]
+        args: workflow::http::ServeArgs,
+        /// How long each mock LLM call takes, in milliseconds.
+        #[arg(long, default_value_t = 150)]
+        latency: u64,
+    },
 }
 
 /// Carries out a run command against the store.
@@ -150,16 +166,36 @@ async fn inspect(inspect: Inspect) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ctx = Arc::new(Ctx::new(MockLlm::new()));
-    let plain = Durable::with_shared_store(
-        ContentPipeline::with_context(Arc::clone(&ctx)),
-        Arc::clone(&store),
-    );
-    let reviewed =
-        Durable::with_shared_store(ReviewedPipeline::with_context(ctx), Arc::clone(&store));
-    let workflows: [&dyn workflow::DynDurable; 2] = [&plain, &reviewed];
-    let mut out = std::io::stdout().lock();
-    match inspect.command.execute(&*store, &workflows, &mut out).await {
+    let latency = match &inspect.command {
+        Command::Serve { latency, .. } => Duration::from_millis(*latency),
+        Command::Runs(_) => Duration::ZERO,
+    };
+    let ctx = Arc::new(Ctx::new(MockLlm::new().with_latency(latency)));
+    let result = match inspect.command {
+        Command::Runs(command) => {
+            let plain = Durable::with_shared_store(
+                ContentPipeline::with_context(Arc::clone(&ctx)),
+                Arc::clone(&store),
+            );
+            let reviewed =
+                Durable::with_shared_store(ReviewedPipeline::with_context(ctx), Arc::clone(&store));
+            let workflows: [&dyn workflow::DynDurable; 2] = [&plain, &reviewed];
+            let mut out = std::io::stdout().lock();
+            command
+                .execute(&*store, &workflows, &mut out)
+                .await
+                .map_err(|error| error.to_string())
+        }
+        Command::Serve { args, .. } => {
+            let registry = workflow::http::Registry::with_shared_store(store)
+                .workflow(ContentPipeline::with_context(Arc::clone(&ctx)))
+                .workflow(ReviewedPipeline::with_context(ctx));
+            args.serve(registry)
+                .await
+                .map_err(|error| error.to_string())
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -176,7 +212,7 @@ fn is_run_command(mut args: impl Iterator<Item = String>) -> bool {
                 args.next();
             }
             arg if arg.starts_with("--db=") => {}
-            arg => return ["runs", "show", "events", "resume", "graph"].contains(&arg),
+            arg => return ["runs", "show", "events", "resume", "graph", "serve"].contains(&arg),
         }
     }
     false

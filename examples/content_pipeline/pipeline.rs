@@ -11,6 +11,7 @@
 //! Every LLM call goes to a deterministic mock, so the example runs anywhere, with no key,
 //! and the same topic always gives the same posts.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use workflow::mock::{MockLlm, MockLlmError};
 use workflow::prelude::*;
@@ -52,7 +53,8 @@ impl Ctx {
 }
 
 /// What to write about.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[schemars(example = Topic::example())]
 pub(crate) struct Topic {
     /// The subject.
     pub(crate) title: String,
@@ -60,8 +62,18 @@ pub(crate) struct Topic {
     pub(crate) audience: String,
 }
 
+impl Topic {
+    /// A topic to start from (the one the command line uses unless told otherwise).
+    pub(crate) fn example() -> Self {
+        Self {
+            title: "Compile-time checked workflows in Rust".into(),
+            audience: "backend engineers".into(),
+        }
+    }
+}
+
 /// Notes gathered on the topic.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub(crate) struct Research {
     /// The subject, carried along.
     pub(crate) title: String,
@@ -70,7 +82,7 @@ pub(crate) struct Research {
 }
 
 /// A blog post.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub(crate) struct Post {
     /// Its headline.
     pub(crate) title: String,
@@ -79,7 +91,7 @@ pub(crate) struct Post {
 }
 
 /// A post for one social network.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub(crate) struct Social {
     /// The network.
     pub(crate) network: String,
@@ -88,7 +100,7 @@ pub(crate) struct Social {
 }
 
 /// A newsletter email.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub(crate) struct Email {
     /// Its subject line.
     pub(crate) subject: String,
@@ -97,7 +109,7 @@ pub(crate) struct Email {
 }
 
 /// Metadata for the tweet.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub(crate) struct Meta {
     /// Hashtags.
     pub(crate) hashtags: Vec<String>,
@@ -106,7 +118,7 @@ pub(crate) struct Meta {
 }
 
 /// Everything that passed the quality check.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub(crate) struct Checked {
     /// The posts, in the order LinkedIn, Twitter, email.
     pub(crate) posts: Vec<Social>,
@@ -119,7 +131,7 @@ pub(crate) struct Checked {
 }
 
 /// What was published.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub(crate) struct Published {
     /// Where the blog post lives.
     pub(crate) url: String,
@@ -314,7 +326,7 @@ workflow! {
 }
 
 /// What the editor is asked: the posts about to go out.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub(crate) struct ReviewRequest {
     /// The posts.
     pub(crate) posts: Vec<Social>,
@@ -323,7 +335,7 @@ pub(crate) struct ReviewRequest {
 }
 
 /// The editor's answer.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Review {
     /// Publish as it is.

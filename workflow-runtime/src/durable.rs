@@ -473,6 +473,79 @@ pub trait DynDurable: Send + Sync {
 
     /// Resumes a stored run (see [`Durable::resume`]) and waits for its output, as JSON.
     fn resume_json(&self, id: RunId) -> BoxFuture<'_, Result<serde_json::Value, RunError>>;
+
+    /// Starts a run from a JSON input (see [`Durable::start`]) and returns its handle, whose
+    /// output is JSON.
+    fn start_run(&self, input: serde_json::Value) -> BoxFuture<'_, Result<JsonRun, RunError>>;
+
+    /// Resumes a stored run (see [`Durable::resume`]) and returns its handle.
+    fn resume_run(&self, id: RunId) -> BoxFuture<'_, Result<JsonRun, RunError>>;
+
+    /// Answers a run's pause with a JSON value (see [`Durable::answer_json`]) and returns
+    /// the handle of the run it resumes.
+    fn answer_run(
+        &self,
+        id: RunId,
+        answer: serde_json::Value,
+    ) -> BoxFuture<'_, Result<JsonRun, RunError>>;
+}
+
+/// A run of a [`DynDurable`] workflow: a [`RunHandle`] whose output is JSON.
+pub struct JsonRun {
+    id: RunId,
+    events: crate::events::EventStream,
+    canceller: run::Canceller,
+    output: BoxFuture<'static, Result<serde_json::Value, RunError>>,
+}
+
+impl JsonRun {
+    fn new<W: Persist<()>>(handle: RunHandle<W::Output>) -> Self {
+        Self {
+            id: handle.id(),
+            events: handle.events(),
+            canceller: handle.canceller(),
+            output: Box::pin(async move {
+                let output = handle.await?;
+                W::save_output(&output).map_err(|error| RunError::Decode {
+                    what: "the run's output".to_owned(),
+                    error: error.to_string(),
+                })
+            }),
+        }
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> RunId {
+        self.id
+    }
+
+    /// A subscription to the events of this part of the run, from its first (for a
+    /// resumed run, the first after it was taken up; see [`RunHandle::events`]).
+    pub fn events(&self) -> crate::events::EventStream {
+        self.events.clone()
+    }
+
+    /// A handle that cancels the run.
+    pub fn canceller(&self) -> run::Canceller {
+        self.canceller.clone()
+    }
+
+    /// Waits for the run to end (or pause) and returns its output as JSON.
+    ///
+    /// # Errors
+    ///
+    /// The run's error, as [`RunHandle::wait`] gives it.
+    pub async fn wait(self) -> Result<serde_json::Value, RunError> {
+        self.output.await
+    }
+}
+
+impl fmt::Debug for JsonRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonRun")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A boxed future borrowing `'a`.
@@ -498,13 +571,29 @@ impl<W: Persist<()>> DynDurable for Durable<W> {
     }
 
     fn resume_json(&self, id: RunId) -> BoxFuture<'_, Result<serde_json::Value, RunError>> {
+        Box::pin(async move { JsonRun::new::<W>(self.resume(id).await?).wait().await })
+    }
+
+    fn start_run(&self, input: serde_json::Value) -> BoxFuture<'_, Result<JsonRun, RunError>> {
         Box::pin(async move {
-            let output = self.resume(id).await?.await?;
-            W::save_output(&output).map_err(|error| RunError::Decode {
-                what: "the run's output".to_owned(),
+            let input = W::load_input(input).map_err(|error| RunError::Decode {
+                what: format!("the input of `{}`", W::graph().name),
                 error: error.to_string(),
-            })
+            })?;
+            Ok(JsonRun::new::<W>(self.start(input).await?))
         })
+    }
+
+    fn resume_run(&self, id: RunId) -> BoxFuture<'_, Result<JsonRun, RunError>> {
+        Box::pin(async move { Ok(JsonRun::new::<W>(self.resume(id).await?)) })
+    }
+
+    fn answer_run(
+        &self,
+        id: RunId,
+        answer: serde_json::Value,
+    ) -> BoxFuture<'_, Result<JsonRun, RunError>> {
+        Box::pin(async move { Ok(JsonRun::new::<W>(self.answer_json(id, answer).await?)) })
     }
 }
 

@@ -404,6 +404,7 @@ impl EventLog {
 /// assert!(matches!(kinds.last(), Some(EventKind::RunFinished { .. })));
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct EventStream {
     log: Arc<EventLog>,
     cursor: usize,
@@ -412,6 +413,31 @@ pub struct EventStream {
 impl EventStream {
     pub(crate) fn new(log: Arc<EventLog>) -> Self {
         Self { log, cursor: 0 }
+    }
+
+    /// The sequence number of the log's first event: 0, or for a run taken up again, where
+    /// its stored log ended.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.log.first
+    }
+
+    /// The sequence number of the event [`EventStream::next`] gives next.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn position(&self) -> u64 {
+        self.log.first + self.cursor as u64
+    }
+
+    /// Moves on to event `seq` (no further back than the log's first event).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn seek(&mut self, seq: u64) {
+        self.cursor = usize::try_from(seq.saturating_sub(self.log.first)).unwrap_or(usize::MAX);
+    }
+
+    /// The events logged so far from the stream's position on, without waiting or moving.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn snapshot(&self) -> Vec<Event> {
+        self.log.since(self.position())
     }
 
     /// The next event, waiting for it if the run is still going; `None` once the run's

@@ -11,6 +11,8 @@ pub mod cli;
 mod durable;
 mod events;
 mod graph;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "progress")]
 mod live;
 #[cfg(feature = "mock")]
@@ -25,7 +27,7 @@ mod workflow;
 #[doc(hidden)]
 pub mod private;
 
-pub use durable::{BoxFuture, Durable, DynDurable, HistoryStep};
+pub use durable::{BoxFuture, Durable, DynDurable, HistoryStep, JsonRun};
 pub use events::{Event, EventKind, EventStream};
 pub use graph::{
     Arm, Bound, Edge, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,

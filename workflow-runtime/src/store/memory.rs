@@ -320,6 +320,15 @@ impl Store for MemoryStore {
         ready(Ok(records))
     }
 
+    fn count_runs(&self, status: RunStatus) -> StoreFuture<'_, u64> {
+        let count = self
+            .lock()
+            .values()
+            .filter(|entry| entry.record.status == status)
+            .count();
+        ready(Ok(count as u64))
+    }
+
     fn checkpoints(&self, run: RunId) -> StoreFuture<'_, Vec<Checkpoint>> {
         let result = self.with_run(run, |entry| Ok(entry.checkpoints.clone()));
         ready(result)

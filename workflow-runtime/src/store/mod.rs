@@ -453,6 +453,17 @@ pub trait Store: Send + Sync + 'static {
     /// A run's events from sequence number `from` on.
     fn events(&self, run: RunId, from: u64) -> StoreFuture<'_, Vec<Event>>;
 
+    /// How many runs are in `status` (for metrics: how many wait for input, say).
+    ///
+    /// The provided method lists every run; a store that can count without reading them
+    /// should.
+    fn count_runs(&self, status: RunStatus) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let runs = self.runs(usize::MAX).await?;
+            Ok(runs.iter().filter(|run| run.status == status).count() as u64)
+        })
+    }
+
     /// The output cached under `key`, if there is one that has not expired at `now`.
     fn cached(&self, key: CacheKey, now: Timestamp) -> StoreFuture<'_, Option<serde_json::Value>>;
 

@@ -683,6 +683,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn count_runs(&self, status: RunStatus) -> StoreFuture<'_, u64> {
+        self.transaction(move |tx| {
+            let count: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM runs WHERE status = ?1")
+                .map_err(backend)?
+                .query_row([status.as_str()], |row| row.get(0))
+                .map_err(backend)?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+    }
+
     fn checkpoints(&self, run: RunId) -> StoreFuture<'_, Vec<Checkpoint>> {
         self.transaction(move |tx| {
             let id = run.to_string();
