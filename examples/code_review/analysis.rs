@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 
 use proc_macro2::{LineColumn, Span};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
@@ -52,7 +53,8 @@ pub(crate) const MAX_LINE_LENGTH: usize = 100;
 pub(crate) const PENALTY_SCALE: f64 = 16.0;
 
 /// The review of one file, as it travels through the workflow.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(example = Review::new("sample.rs", SAMPLE, DEFAULT_THRESHOLD))]
 pub(crate) struct Review {
     /// The file's name, shown in the report.
     pub(crate) path: String,
@@ -85,7 +87,7 @@ impl Review {
 }
 
 /// One function with a body: a free function, an impl method or a trait default method.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Function {
     /// The name, qualified by its modules and its type or trait: `tests::it_works`,
     /// `Config::parse`, `Source::load`.
@@ -110,7 +112,9 @@ pub(crate) struct Function {
 }
 
 /// What an [`Issue`] is about; the order is the tie-break between issues on one line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum IssueKind {
     /// A function longer than [`MAX_FUNCTION_LINES`].
@@ -160,7 +164,7 @@ impl IssueKind {
 }
 
 /// One problem at one line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Issue {
     /// Where: a function's start line, the line of a call, comment or item, or the line itself.
     pub(crate) line: usize,
@@ -176,7 +180,7 @@ pub(crate) struct Issue {
 }
 
 /// One concrete proposal covering a group of issues.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Suggestion {
     /// The kind of the issues it covers (for a function, the first of its kinds).
     pub(crate) kind: IssueKind,
@@ -189,7 +193,7 @@ pub(crate) struct Suggestion {
 }
 
 /// One pass of the review loop: what [`evaluate`] saw, and what [`revise`] did next.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Round {
     /// 1 for the first evaluation.
     pub(crate) number: usize,

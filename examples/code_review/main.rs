@@ -13,6 +13,7 @@
 //! cargo run --example code_review -- runs                  # the stored runs
 //! cargo run --example code_review -- show <run-id>         # its latest state, as JSON
 //! cargo run --example code_review -- events <run-id>       # its event log
+//! cargo run --example code_review -- serve                 # HTTP API and web page on :8080
 //! ```
 
 mod analysis;
@@ -30,7 +31,7 @@ use workflow::{Progress, RunId};
 
 const USAGE: &str = "usage: code_review [PATH] [--threshold SCORE] [--write PATH] [--graph] \
 [--quiet] [--db PATH | --memory] [--resume RUN_ID]
-       code_review runs|show|events|resume|graph ...   (see `code_review runs --help`)";
+       code_review runs|show|events|resume|graph|serve ...   (see `code_review runs --help`)";
 
 struct Args {
     path: Option<String>,
@@ -89,7 +90,8 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// The run commands (`runs`, `show`, `events`, `resume`, `graph`) of `workflow::cli`.
+/// The run commands (`runs`, `show`, `events`, `resume`, `graph`) of `workflow::cli`, and
+/// `serve` of `workflow::http`.
 #[derive(clap::Parser)]
 #[command(name = "code_review")]
 struct Inspect {
@@ -97,7 +99,15 @@ struct Inspect {
     #[arg(long, global = true, default_value = "code_review.db")]
     db: PathBuf,
     #[command(subcommand)]
-    command: workflow::cli::RunsCommand,
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Runs(workflow::cli::RunsCommand),
+    /// Serve the review workflow over HTTP: the API, live events and a web page.
+    Serve(workflow::http::ServeArgs),
 }
 
 /// Carries out a run command against the store.
@@ -109,16 +119,45 @@ async fn inspect(inspect: Inspect) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let review = Durable::with_shared_store(CodeReview::new(), Arc::clone(&store));
-    let workflows: [&dyn workflow::DynDurable; 1] = [&review];
-    let mut out = std::io::stdout().lock();
-    match inspect.command.execute(&*store, &workflows, &mut out).await {
+    let result = match inspect.command {
+        Command::Runs(command) => {
+            let review = Durable::with_shared_store(CodeReview::new(), Arc::clone(&store));
+            let workflows: [&dyn workflow::DynDurable; 1] = [&review];
+            let mut out = std::io::stdout().lock();
+            command
+                .execute(&*store, &workflows, &mut out)
+                .await
+                .map_err(|error| error.to_string())
+        }
+        Command::Serve(args) => {
+            let registry =
+                workflow::http::Registry::with_shared_store(store).workflow(CodeReview::new());
+            args.serve(registry)
+                .await
+                .map_err(|error| error.to_string())
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the arguments name a run command, before or after `--db PATH`.
+fn is_run_command(mut args: impl Iterator<Item = String>) -> bool {
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--db" => {
+                args.next();
+            }
+            arg if arg.starts_with("--db=") => {}
+            arg => return ["runs", "show", "events", "resume", "graph", "serve"].contains(&arg),
+        }
+    }
+    false
 }
 
 fn main() -> ExitCode {
@@ -132,8 +171,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let first = std::env::args().nth(1).unwrap_or_default();
-    if ["runs", "show", "events", "resume", "graph"].contains(&first.as_str()) {
+    if is_run_command(std::env::args().skip(1)) {
         return runtime.block_on(inspect(<Inspect as clap::Parser>::parse()));
     }
     let args = match parse_args() {

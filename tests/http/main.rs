@@ -6,6 +6,12 @@
 #[allow(dead_code)]
 mod pipeline;
 
+#[path = "../../examples/code_review/analysis.rs"]
+#[allow(dead_code)]
+mod analysis;
+#[path = "../../examples/code_review/review.rs"]
+mod review;
+
 mod client;
 mod load;
 
@@ -749,4 +755,44 @@ async fn the_run_status_follows_the_store_when_another_process_drives_the_run() 
         first.run(id.parse().unwrap()).await.unwrap().status,
         RunStatus::Succeeded
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_state_graph_its_routes_and_its_state() {
+    let store = sqlite("state-graph");
+    let registry =
+        Registry::with_shared_store(Arc::clone(&store)).workflow(review::CodeReview::new());
+    let client = start(workflow::http::serve(registry)).await;
+
+    let graph = client.get("/workflows/CodeReview/graph").await.json();
+    assert_eq!(graph["kind"], "state_graph");
+    insta::assert_json_snapshot!(
+        "code_review_graph",
+        json!({
+            "start": graph["start"],
+            "edges": graph["edges"],
+        })
+    );
+
+    let workflows = client.get("/workflows").await.json();
+    let example = workflows["workflows"][0]["input_example"].clone();
+    assert_eq!(example["path"], "sample.rs");
+    let run = client
+        .post("/workflows/CodeReview/runs?wait=true", example.to_string())
+        .await;
+    assert_eq!(run.status, 200, "{}", run.text);
+    let run = run.json();
+    assert_eq!(run["status"], "succeeded");
+    let rounds = run["state"]["rounds"].as_array().unwrap().len();
+    assert!(rounds >= 2, "the sample needs a revision: {rounds} rounds");
+    // `evaluate` ran once a round: each run of it is an attempt of its own.
+    let evaluate = run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "evaluate")
+        .unwrap();
+    assert_eq!(evaluate["status"], "done");
+    assert_eq!(evaluate["attempts"].as_array().unwrap().len(), rounds);
+    assert_eq!(run["output"], run["state"]);
 }

@@ -253,8 +253,13 @@ pub(crate) fn node_states(
         };
         let node = &mut nodes[i];
         let at = micros(event.at);
+        // The attempt an end event closes: the latest one, if it is still open.
         let last = |node: &mut NodeStateView, attempt: u32| {
-            if node.attempts.last().is_none_or(|a| a.attempt != attempt) {
+            if node
+                .attempts
+                .last()
+                .is_none_or(|a| a.attempt != attempt || a.finished_us.is_some())
+            {
                 node.attempts.push(AttemptView {
                     attempt,
                     started_us: None,
@@ -267,8 +272,15 @@ pub(crate) fn node_states(
         };
         match &event.kind {
             EventKind::StepStarted { attempt, .. } => {
-                let a = last(node, *attempt);
-                node.attempts[a].started_us = Some(at);
+                // Each start is an attempt of its own: a state graph's node that runs again
+                // in a later round starts over at attempt 1.
+                node.attempts.push(AttemptView {
+                    attempt: *attempt,
+                    started_us: Some(at),
+                    finished_us: None,
+                    outcome: "running",
+                    error: None,
+                });
                 node.status = "running";
             }
             EventKind::StepSucceeded { attempt, .. } => {
