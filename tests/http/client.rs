@@ -188,7 +188,7 @@ impl Sse {
                     if let Some(v) = line.strip_prefix("id:") {
                         id = Some(v.trim().parse().expect("a numeric id"));
                     } else if let Some(v) = line.strip_prefix("event:") {
-                        name = v.trim().to_owned();
+                        v.trim().clone_into(&mut name);
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.trim_start());
                     }

@@ -176,13 +176,16 @@ async fn streams_events_live_and_resumes_a_stream_without_gaps_or_repeats() {
     let stored = stored_events(&store, &id).await;
     let data: Vec<Value> = seen.iter().map(|e| e.data.clone()).collect();
     assert_eq!(data, stored);
-    let replay = client
+    let from_start = client
         .events(&format!("/runs/{id}/events?from=0"), None)
         .await
         .collect()
         .await;
     assert_eq!(
-        replay.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        from_start
+            .iter()
+            .map(|e| e.data.clone())
+            .collect::<Vec<_>>(),
         stored
     );
     let tail = client
@@ -344,25 +347,14 @@ async fn cancels_waiting_and_running_runs() {
     assert_gapless(&stream);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let store = sqlite("bad");
-    let client =
-        start(workflow::http::serve(registry(&store, Duration::from_millis(5))).body_limit(4096))
-            .await;
-    let finished = client
-        .post(
-            "/workflows/ContentPipeline/runs?wait=true",
-            topic().to_string(),
-        )
-        .await
-        .json();
-    let finished = finished["id"].as_str().unwrap().to_owned();
-    let before = footprint(&store).await;
-
+/// Requests that must be refused, with the status and error code each gets: `finished` is
+/// a run that has ended. (Method, path, body, status, code.)
+// A table, one case after another.
+#[allow(clippy::too_many_lines)]
+fn bad_requests(finished: &str) -> Vec<(&'static str, String, String, u16, &'static str)> {
     let unknown_id = "01a23402-0000-7000-8000-000000000000";
     let huge = format!(r#"{{"title": "{}", "audience": "x"}}"#, "a".repeat(10_000));
-    let cases: Vec<(&str, String, String, u16, &str)> = vec![
+    vec![
         (
             "POST",
             "/workflows/ContentPipeline/runs".into(),
@@ -373,7 +365,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         (
             "POST",
             "/workflows/ContentPipeline/runs".into(),
-            "".into(),
+            String::new(),
             400,
             "malformed_json",
         ),
@@ -489,7 +481,26 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             405,
             "method_not_allowed",
         ),
-    ];
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let store = sqlite("bad");
+    let client =
+        start(workflow::http::serve(registry(&store, Duration::from_millis(5))).body_limit(4096))
+            .await;
+    let finished = client
+        .post(
+            "/workflows/ContentPipeline/runs?wait=true",
+            topic().to_string(),
+        )
+        .await
+        .json();
+    let finished = finished["id"].as_str().unwrap().to_owned();
+    let before = footprint(&store).await;
+
+    let cases = bad_requests(&finished);
     for (method, path, body, status, code) in cases {
         let reply = match method {
             "GET" => client.get(&path).await,

@@ -148,6 +148,8 @@ async fn round(client: &Client, store: &Arc<dyn Store>) -> (Duration, usize, usi
     (elapsed, stored, received)
 }
 
+// Counts far below 2^52 print as exact floats.
+#[allow(clippy::cast_precision_loss)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_runs_with_fifty_live_clients() {
     let store = sqlite("load");

@@ -142,8 +142,13 @@ try {
     return `run ${runId}`;
   });
 
-  await check("a node turns running, and the screenshot is taken mid-run", async () => {
+  await check("nodes turn running, and the screenshot is taken mid-run", async () => {
     await waitFor("a running node", () => !!document.querySelector('#graph [data-node][data-status="running"]'));
+    // The moment worth a picture: the blog post done, its three posts running side by side.
+    await waitFor("parallel steps running", () => {
+      const status = (n) => document.querySelector(`#graph [data-node="${n}"]`)?.dataset.status;
+      return status("post") === "done" && ["linkedin", "tweet", "email"].some((n) => status(n) === "running");
+    });
     const running = await page.$$eval('#graph [data-node][data-status="running"]', (els) => els.map((e) => e.dataset.node));
     await page.screenshot({ path: shotPath, fullPage: false });
     const runStatus = await page.$eval("#run-status", (e) => e.dataset.status);
@@ -182,8 +187,8 @@ try {
     return text.slice(0, 90);
   });
 
-  await check('answering "Approve" through the form resumes the run', async () => {
-    await page.fill("#answer-json", '"Approve"');
+  await check('answering "approve" through the form resumes the run', async () => {
+    await page.fill("#answer-json", '"approve"');
     await page.click("#answer-submit");
     await waitFor("the answer form to close", () => document.getElementById("interrupt").hidden);
     const err = await page.$eval("#answer-error", (e) => (e.hidden ? "" : e.textContent));

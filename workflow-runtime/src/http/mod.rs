@@ -24,8 +24,8 @@
 //! does not wait, 413 for a body over the limit, 422 for an input or an answer of the wrong
 //! type. A request that fails changes nothing in the store.
 //!
-//! The event routes replay the run's stored events from a sequence number (`?from=N`, or the
-//! SSE `Last-Event-ID` header plus one), then stream the live ones, so a client that
+//! The event routes replay the run's stored events from a sequence number (the SSE
+//! `Last-Event-ID` header plus one, or `?from=N`), then stream the live ones, so a client that
 //! reconnects misses nothing and sees nothing twice. The stream ends after the run's last
 //! event; a pause keeps it open, and the answer's events follow.
 //!
@@ -692,16 +692,16 @@ struct FromQuery {
     from: Option<u64>,
 }
 
-/// Where an event route starts: `?from`, else after the SSE `Last-Event-ID`, else 0.
+/// Where an event route starts: after the SSE `Last-Event-ID` (a browser reconnecting sends
+/// it, to the URL it first opened), else `?from`, else 0.
 fn first_event(from: Option<u64>, headers: &HeaderMap) -> u64 {
-    from.or_else(|| {
-        headers
-            .get("last-event-id")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(|seq| seq + 1)
-    })
-    .unwrap_or(0)
+    headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(|seq| seq + 1)
+        .or(from)
+        .unwrap_or(0)
 }
 
 fn event_name(event: &Event) -> String {
@@ -738,7 +738,7 @@ async fn run_events(
                 .json_data(&event)
                 .unwrap_or_else(|_| SseEvent::default().comment("an event did not serialize")),
             Err(error) => SseEvent::default()
-                .event("error")
+                .event("store_error")
                 .data(format!("the store failed: {error}")),
         };
         Some((Ok::<_, Infallible>(event), follower))
