@@ -404,3 +404,49 @@ async fn a_state_graph_resumes_after_its_last_checkpoint_with_its_loop_counters(
     );
     assert_gapless(&*store, id).await;
 }
+
+#[path = "support/pg.rs"]
+mod pg;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_run_stores_every_checkpoint_and_event_in_postgres() {
+    let Some(schema) =
+        pg::PgSchema::new("a_durable_run_stores_every_checkpoint_and_event_in_postgres")
+    else {
+        return;
+    };
+    completes_and_checkpoints(Arc::new(schema.store().await)).await;
+    schema.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_run_resumes_from_postgres_on_a_new_connection() {
+    let Some(schema) = pg::PgSchema::new("a_crashed_run_resumes_from_postgres_on_a_new_connection")
+    else {
+        return;
+    };
+    resumes_after_a_crash(Arc::new(schema.store().await)).await;
+    // The crash again, then the resume through a store of its own, as another process
+    // would.
+    let store: Arc<dyn Store> = Arc::new(schema.store().await);
+    let probe = Arc::new(Probe::default());
+    let id = tokio::task::spawn_blocking({
+        let (store, probe) = (Arc::clone(&store), Arc::clone(&probe));
+        move || crash_mid_run(&store, &probe)
+    })
+    .await
+    .unwrap();
+    drop(store);
+    let durable = Durable::new(
+        Items::with_context(Arc::clone(&probe)),
+        schema.store().await,
+    );
+    assert_eq!(
+        durable.resume(id).await.unwrap().await.unwrap(),
+        "item-5:50"
+    );
+    assert_eq!(probe.count("fetch"), 1);
+    assert_eq!(probe.count("combine"), 1);
+    drop(durable);
+    schema.remove().await;
+}

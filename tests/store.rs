@@ -1,13 +1,14 @@
 //! The store conformance suite: every store keeps runs, checkpoints, states, interrupts and
-//! events with the same semantics. Run against the in-memory store and a real SQLite file.
+//! events with the same semantics. Run against the in-memory store, a real SQLite file and a
+//! real PostgreSQL server (`WORKFLOW_PG_URL`; skipped with a notice when it is not set).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
 use workflow::store::{
-    CacheKey, Checkpoint, Interrupt, MemoryStore, Progress, RunRecord, RunStatus, SqliteStore,
-    StateCheckpoint, Store, StoreError, Timestamp,
+    CacheKey, Checkpoint, Interrupt, MemoryStore, PostgresStore, Progress, RunRecord, RunStatus,
+    SqliteStore, StateCheckpoint, Store, StoreError, Timestamp,
 };
 use workflow::{Event, EventKind, RunId};
 
@@ -881,5 +882,132 @@ async fn a_file_that_is_not_a_database_is_a_clear_error() {
     let path = dir.0.join("not-a-db.db");
     std::fs::write(&path, b"this is not a database, but it is long enough to look like one at first glance; more bytes follow here to pass the size checks").expect("written");
     let error = SqliteStore::open(&path).err().expect("refused");
+    assert!(error.to_string().contains("the store failed"), "{error}");
+}
+
+// ---- PostgreSQL: the same suite, against the server `WORKFLOW_PG_URL` names. ----
+
+#[path = "support/pg.rs"]
+mod pg;
+use pg::PgSchema;
+
+#[tokio::test]
+async fn the_postgres_store_conforms() {
+    let Some(schema) = PgSchema::new("the_postgres_store_conforms") else {
+        return;
+    };
+    let store = schema.store().await;
+    conformance(&store).await;
+    drop(store);
+    schema.remove().await;
+}
+
+#[tokio::test]
+async fn a_postgres_store_keeps_everything_across_reconnecting() {
+    let Some(schema) = PgSchema::new("a_postgres_store_keeps_everything_across_reconnecting")
+    else {
+        return;
+    };
+    let run = new_run("Pipeline");
+    {
+        let store = schema.store().await;
+        store.create_run(run.clone()).await.expect("created");
+        store
+            .append_events(run.id, vec![started(0, "research")])
+            .await
+            .expect("appended");
+        store
+            .checkpoint(
+                run.id,
+                vec![checkpoint("research", json!({"n": 1}))],
+                vec![succeeded(1, "research")],
+            )
+            .await
+            .expect("checkpointed");
+    }
+    // Another process, as it were: a new pool on the same database.
+    let store = schema.store().await;
+    assert_eq!(
+        store.run(run.id).await.expect("found"),
+        run_after(&store, &run).await
+    );
+    assert_eq!(
+        store.checkpoints(run.id).await.expect("read"),
+        vec![checkpoint("research", json!({"n": 1}))]
+    );
+    assert_eq!(
+        store.events(run.id, 0).await.expect("read"),
+        vec![started(0, "research"), succeeded(1, "research")]
+    );
+    assert_eq!(store.runs(10).await.expect("listed").len(), 1);
+    drop(store);
+    schema.remove().await;
+}
+
+/// `run` as the store has it now (its `updated_at` moves with each write).
+async fn run_after(store: &dyn Store, run: &RunRecord) -> RunRecord {
+    let stored = store.run(run.id).await.expect("found");
+    RunRecord {
+        updated_at: stored.updated_at,
+        ..run.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_database_from_a_newer_version_is_refused() {
+    let Some(schema) = PgSchema::new("a_postgres_database_from_a_newer_version_is_refused") else {
+        return;
+    };
+    drop(schema.store().await);
+    schema
+        .execute(&format!(
+            "UPDATE workflow_schema SET version = {}",
+            PostgresStore::SCHEMA_VERSION + 1
+        ))
+        .await;
+    let error = PostgresStore::connect_in_schema(&schema.url, &schema.name)
+        .await
+        .expect_err("refused");
+    assert!(
+        error.to_string().contains("newer than this program's"),
+        "{error}"
+    );
+    schema.remove().await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_of_one_run_take_turns_on_postgres() {
+    let Some(schema) = PgSchema::new("concurrent_writers_of_one_run_take_turns_on_postgres") else {
+        return;
+    };
+    let store = std::sync::Arc::new(schema.store().await);
+    let run = new_run("Pipeline");
+    store.create_run(run.clone()).await.expect("created");
+    // Two writers race to complete the same node: exactly one wins, the other is told.
+    let race = |store: std::sync::Arc<PostgresStore>| async move {
+        store
+            .checkpoint(run.id, vec![checkpoint("research", json!(1))], vec![])
+            .await
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(race(std::sync::Arc::clone(&store))),
+        tokio::spawn(race(std::sync::Arc::clone(&store)))
+    );
+    let outcomes = [a.expect("joined"), b.expect("joined")];
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    assert!(outcomes.iter().any(|o| matches!(
+        o,
+        Err(StoreError::AlreadyCompleted { node, .. }) if node == "research"
+    )));
+    assert_eq!(store.checkpoints(run.id).await.expect("read").len(), 1);
+    drop(store);
+    schema.remove().await;
+}
+
+#[tokio::test]
+async fn a_bad_postgres_url_is_a_clear_error() {
+    let error = PostgresStore::connect("postgres://nobody@127.0.0.1:1/none")
+        .await
+        .expect_err("refused");
     assert!(error.to_string().contains("the store failed"), "{error}");
 }

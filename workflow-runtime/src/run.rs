@@ -47,6 +47,18 @@ impl RunId {
     pub fn new() -> Self {
         Self(uuid::Uuid::now_v7())
     }
+
+    /// The id as a UUID (for a store that keeps it as one).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn uuid(self) -> uuid::Uuid {
+        self.0
+    }
+
+    /// The id a store kept as a UUID.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn from_uuid(uuid: uuid::Uuid) -> Self {
+        Self(uuid)
+    }
 }
 
 impl Default for RunId {
