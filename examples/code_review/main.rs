@@ -26,7 +26,7 @@ use std::sync::Arc;
 use analysis::{DEFAULT_THRESHOLD, Review, SAMPLE};
 use review::CodeReview;
 use workflow::prelude::*;
-use workflow::store::{MemoryStore, SqliteStore, Store};
+use workflow::store::{MemoryStore, Store};
 use workflow::{Progress, RunId};
 
 const USAGE: &str = "usage: code_review [PATH] [--threshold SCORE] [--write PATH] [--graph] \
@@ -95,7 +95,7 @@ fn parse_args() -> Result<Args, String> {
 #[derive(clap::Parser)]
 #[command(name = "code_review")]
 struct Inspect {
-    /// The SQLite file the runs are kept in.
+    /// Where the runs are kept: an SQLite file, or a `postgres://` URL.
     #[arg(long, global = true, default_value = "code_review.db")]
     db: PathBuf,
     #[command(subcommand)]
@@ -112,8 +112,8 @@ enum Command {
 
 /// Carries out a run command against the store.
 async fn inspect(inspect: Inspect) -> ExitCode {
-    let store: Arc<dyn Store> = match SqliteStore::open(&inspect.db) {
-        Ok(store) => Arc::new(store),
+    let store = match workflow::store::open(&inspect.db.to_string_lossy()).await {
+        Ok(store) => store,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;
@@ -196,8 +196,8 @@ fn main() -> ExitCode {
         None => ("sample.rs (bundled)".to_owned(), SAMPLE.to_owned()),
     };
     let store: Arc<dyn Store> = match &args.db {
-        Some(db) => match SqliteStore::open(db) {
-            Ok(store) => Arc::new(store),
+        Some(db) => match runtime.block_on(workflow::store::open(&db.to_string_lossy())) {
+            Ok(store) => store,
             Err(error) => {
                 eprintln!("cannot open {}: {error}", db.display());
                 return ExitCode::FAILURE;

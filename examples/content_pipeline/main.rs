@@ -1,7 +1,7 @@
 //! The content pipeline, run with live progress and a summary. Every run is durable: it is
-//! kept in a SQLite file (`content_pipeline.db`, or `--db PATH`), so a run whose process
-//! died resumes where it stopped, and a run with an editor's review waits, stored, for the
-//! editor's answer.
+//! kept in a SQLite file (`content_pipeline.db`, or `--db PATH`; `--db postgres://...` keeps
+//! it in PostgreSQL), so a run whose process died resumes where it stopped, and a run with
+//! an editor's review waits, stored, for the editor's answer.
 //!
 //! ```text
 //! cargo run --example content_pipeline
@@ -31,12 +31,12 @@ use std::time::Duration;
 use pipeline::{ContentPipeline, Ctx, Published, Review, ReviewedPipeline, Topic, editor_review};
 use workflow::mock::MockLlm;
 use workflow::prelude::*;
-use workflow::store::{MemoryStore, SqliteStore, Store};
+use workflow::store::{MemoryStore, Store};
 use workflow::{Progress, RunId};
 
 const USAGE: &str = "usage: content_pipeline [--topic TEXT] [--audience TEXT] [--latency MS] \
 [--slow STEP]... [--flaky STEP]... [--fail STEP]... [--graph] [--dot] [--json] \
-[--db PATH | --memory] [--review] [--resume RUN_ID] [--approve RUN_ID] [--reject RUN_ID REASON]";
+[--db PATH|URL | --memory] [--review] [--resume RUN_ID] [--approve RUN_ID] [--reject RUN_ID REASON]";
 
 /// What to do.
 enum Action {
@@ -136,7 +136,7 @@ fn parse_args() -> Result<Args, String> {
 #[derive(clap::Parser)]
 #[command(name = "content_pipeline")]
 struct Inspect {
-    /// The SQLite file the runs are kept in.
+    /// Where the runs are kept: an SQLite file, or a `postgres://` URL.
     #[arg(long, global = true, default_value = "content_pipeline.db")]
     db: PathBuf,
     #[command(subcommand)]
@@ -159,8 +159,8 @@ enum Command {
 
 /// Carries out a run command against the store.
 async fn inspect(inspect: Inspect) -> ExitCode {
-    let store: Arc<dyn Store> = match SqliteStore::open(&inspect.db) {
-        Ok(store) => Arc::new(store),
+    let store = match workflow::store::open(&inspect.db.to_string_lossy()).await {
+        Ok(store) => store,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;
@@ -285,7 +285,7 @@ async fn run(args: Args) -> Result<ExitCode, RunError> {
     }
     let ctx = Arc::new(ctx);
     let mut store: Arc<dyn Store> = match &args.db {
-        Some(path) => Arc::new(SqliteStore::open(path)?),
+        Some(path) => workflow::store::open(&path.to_string_lossy()).await?,
         None => Arc::new(MemoryStore::new()),
     };
     if let Some(n) = args.kill_during_checkpoint {

@@ -13,6 +13,8 @@ mod analysis;
 mod review;
 
 mod client;
+#[path = "../support/pg.rs"]
+mod pg;
 mod support;
 
 use std::sync::Arc;
@@ -715,4 +717,53 @@ async fn serves_a_state_graph_its_routes_and_its_state() {
     assert_eq!(evaluate["status"], "done");
     assert_eq!(evaluate["attempts"].as_array().unwrap().len(), rounds);
     assert_eq!(run["output"], run["state"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sharing_postgres_streams_a_run_another_process_drives() {
+    let Some(schema) =
+        pg::PgSchema::new("a_server_sharing_postgres_streams_a_run_another_process_drives")
+    else {
+        return;
+    };
+    // Two servers, each with a pool of its own, as two processes would have.
+    let first: Arc<dyn Store> = Arc::new(schema.store().await);
+    let second: Arc<dyn Store> = Arc::new(schema.store().await);
+    let driver = start(workflow::http::serve(registry(
+        &first,
+        Duration::from_millis(20),
+    )))
+    .await;
+    let watcher = serve(&second).await;
+
+    let id = driver
+        .post("/workflows/ReviewedPipeline/runs", topic().to_string())
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = watcher.events(&format!("/runs/{id}/events"), None).await;
+    let mut seen = Vec::new();
+    while let Some(event) = stream.next().await {
+        let waiting = event.name == "run_waiting";
+        seen.push(event);
+        if waiting {
+            break;
+        }
+    }
+    // The answer goes to the watcher, which takes the run up itself; the stream goes on.
+    let answer = watcher
+        .post(&format!("/runs/{id}/resume"), r#""approve""#)
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    seen.extend(stream.collect().await);
+    assert_gapless(&seen);
+    assert_eq!(seen.last().unwrap().name, "run_finished");
+    let data: Vec<Value> = seen.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(data, stored_events(&first, &id).await);
+    let run = driver.get(&format!("/runs/{id}")).await.json();
+    assert_eq!(run["status"], "succeeded");
+    drop((first, second));
+    schema.remove().await;
 }

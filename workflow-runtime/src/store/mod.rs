@@ -37,6 +37,32 @@ pub use sqlite::SqliteStore;
 use crate::events::Event;
 use crate::run::RunId;
 
+/// Opens the store `location` names: a `postgres://` or `postgresql://` URL is a
+/// [`PostgresStore`] (feature `postgres`), anything else the path of a [`SqliteStore`] file
+/// (feature `sqlite`). For programs whose users pick the store on the command line.
+///
+/// # Errors
+///
+/// When the store cannot be opened, or its kind is not compiled in.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub async fn open(location: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(std::sync::Arc::new(PostgresStore::connect(location).await?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::Backend(
+            "a PostgreSQL URL needs the `postgres` feature".into(),
+        ));
+    }
+    #[cfg(feature = "sqlite")]
+    return Ok(std::sync::Arc::new(SqliteStore::open(location)?));
+    #[cfg(not(feature = "sqlite"))]
+    Err(StoreError::Backend(
+        format!("`{location}` is not a PostgreSQL URL, and SQLite needs the `sqlite` feature")
+            .into(),
+    ))
+}
+
 /// The future a [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
