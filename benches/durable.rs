@@ -19,7 +19,9 @@
 //! - `sqlite`: the same on `SqliteStore::open` (WAL, `synchronous = NORMAL`), one file per
 //!   shape in a temporary directory, fresh when the benchmark starts and kept for all its
 //!   samples: runs accumulate in it, as they do in a real store (its size is printed at the
-//!   end). The directory is removed afterwards.
+//!   end). The directory is removed afterwards;
+//! - `postgres`: the same on `PostgresStore` when `WORKFLOW_PG_URL` names a server, in a
+//!   schema of its own (dropped afterwards); runs accumulate as on SQLite.
 //!
 //! Every variant runs on a multi-thread tokio runtime with 2 workers, its runs awaited back
 //! to back from one task on a worker, as in `overhead.rs`. A durable run is spawned in a
@@ -52,7 +54,7 @@ use futures_util::future::{Map, Shared};
 use tokio::runtime::Runtime;
 use tokio::task::{JoinError, JoinHandle};
 use workflow::prelude::*;
-use workflow::store::{MemoryStore, SqliteStore, Store};
+use workflow::store::{MemoryStore, PostgresStore, SqliteStore, Store};
 
 include!("common/shapes.rs");
 include!("generated/graphs.rs");
@@ -110,9 +112,10 @@ fn sqlite_size(path: &Path) -> u64 {
 /// they are measured.
 macro_rules! shape {
     (
-        $c:expr, $rt:expr, $dir:expr, $group:literal, $ty:ident, $steps:expr, $runs:expr,
-        $spawn:ident, $single:ident
+        $c:expr, $rt:expr, $dir:expr, $pg:expr, $group:literal, $ty:ident, $steps:expr,
+        $runs:expr, $spawn:ident, $single:ident
     ) => {{
+        let pg: &Option<Arc<dyn Store>> = $pg;
         let rt: &Runtime = $rt;
         let steps: usize = $steps;
         let runs: u32 = $runs;
@@ -127,8 +130,15 @@ macro_rules! shape {
         };
         let on_memory = || Durable::new($ty::new(), MemoryStore::new());
         let on_sqlite = || Durable::with_shared_store($ty::new(), Arc::clone(&sqlite));
+        let on_postgres = || {
+            let store = pg.as_ref().expect("a PostgreSQL store");
+            Durable::with_shared_store($ty::new(), Arc::clone(store))
+        };
         let checked = {
-            let (memory, sqlite) = (on_memory(), on_sqlite());
+            let mut durables = vec![on_memory(), on_sqlite()];
+            if pg.is_some() {
+                durables.push(on_postgres());
+            }
             rt.block_on(async move {
                 tokio::spawn(async move {
                     let mut outputs = vec![
@@ -136,7 +146,7 @@ macro_rules! shape {
                         $single(1).await,
                         plain(Arc::new($ty::new())).await,
                     ];
-                    for durable in [memory, sqlite] {
+                    for durable in durables {
                         let handle = durable.start(1).await.expect("the run starts");
                         let id = handle.id();
                         outputs.push(handle.await.expect("the run succeeds"));
@@ -159,6 +169,9 @@ macro_rules! shape {
         group.bench_function("plain", |b| measure(b, rt, runs, $ty::new, plain));
         group.bench_function("memory", |b| measure(b, rt, runs, on_memory, durable));
         group.bench_function("sqlite", |b| measure(b, rt, runs, on_sqlite, durable));
+        if pg.is_some() {
+            group.bench_function("postgres", |b| measure(b, rt, runs, on_postgres, durable));
+        }
         group.finish();
         drop(sqlite);
         eprintln!(
@@ -173,10 +186,22 @@ fn durable(c: &mut Criterion) {
     let rt = runtime();
     let dir = std::env::temp_dir().join(format!("workflow-bench-durable-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let pg_url = std::env::var("WORKFLOW_PG_URL").ok();
+    let schema = format!("bench_durable_{}", std::process::id());
+    let pg: Option<Arc<dyn Store>> = pg_url.as_ref().map(|url| {
+        let store = rt
+            .block_on(PostgresStore::connect_in_schema(url, &schema))
+            .expect("the PostgreSQL store connects");
+        Arc::new(store) as Arc<dyn Store>
+    });
+    if pg.is_none() {
+        eprintln!("WORKFLOW_PG_URL is not set: no PostgreSQL figures");
+    }
     shape!(
         c,
         &rt,
         dir,
+        &pg,
         "fanout_1000",
         Fanout1000,
         1112,
@@ -188,6 +213,7 @@ fn durable(c: &mut Criterion) {
         c,
         &rt,
         dir,
+        &pg,
         "chain_100",
         Chain100,
         100,
@@ -199,6 +225,7 @@ fn durable(c: &mut Criterion) {
         c,
         &rt,
         dir,
+        &pg,
         "pipeline_x200",
         Pipeline,
         8,
@@ -206,6 +233,21 @@ fn durable(c: &mut Criterion) {
         pipeline_tokio_spawn,
         pipeline_tokio_single_task
     );
+    drop(pg);
+    if let Some(url) = pg_url {
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connected");
+            let task = tokio::spawn(connection);
+            client
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await
+                .expect("the benchmark's schema is dropped");
+            drop(client);
+            let _ = task.await;
+        });
+    }
     drop(rt);
     std::fs::remove_dir_all(&dir).expect("the temporary directory is removed");
 }

@@ -128,3 +128,26 @@ async fn a_kept_history_stores_each_change_once_and_replays_every_state_on_sqlit
     check_history(SqliteStore::open(dir.join("runs.db")).expect("opened")).await;
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[path = "support/pg.rs"]
+mod pg;
+
+#[tokio::test]
+async fn a_growing_state_is_stored_once_on_postgres() {
+    let Some(schema) = pg::PgSchema::new("a_growing_state_is_stored_once_on_postgres") else {
+        return;
+    };
+    check_linear_storage(schema.store().await).await;
+    schema.remove().await;
+}
+
+#[tokio::test]
+async fn a_kept_history_stores_each_change_once_and_replays_every_state_on_postgres() {
+    let Some(schema) = pg::PgSchema::new(
+        "a_kept_history_stores_each_change_once_and_replays_every_state_on_postgres",
+    ) else {
+        return;
+    };
+    check_history(schema.store().await).await;
+    schema.remove().await;
+}

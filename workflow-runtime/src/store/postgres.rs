@@ -252,6 +252,34 @@ impl PostgresStore {
     }
 }
 
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// Runs a statement, prepared once per connection.
+async fn exec(tx: &Transaction<'_>, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(backend)?;
+    tx.execute(&statement, params).await.map_err(backend)
+}
+
+/// Runs a query, prepared once per connection, for its rows.
+async fn query(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(backend)?;
+    tx.query(&statement, params).await.map_err(backend)
+}
+
+/// Runs a query, prepared once per connection, for at most one row.
+async fn query_opt(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(backend)?;
+    tx.query_opt(&statement, params).await.map_err(backend)
+}
+
 fn uuid(run: RunId) -> uuid::Uuid {
     run.uuid()
 }
@@ -265,6 +293,7 @@ fn parse_status(text: &str) -> Result<RunStatus, StoreError> {
 }
 
 /// A run's row as writes see it (see the SQLite store's `Head`).
+#[derive(Clone)]
 struct Head {
     id: uuid::Uuid,
     status: RunStatus,
@@ -275,14 +304,13 @@ struct Head {
 impl Head {
     /// The run's head, its row locked until the transaction ends; `UnknownRun` if none.
     async fn load(tx: &Transaction<'_>, run: RunId) -> Result<Self, StoreError> {
-        let row = tx
-            .query_opt(
-                "SELECT status, next_seq, next_position FROM runs WHERE id = $1 FOR UPDATE",
-                &[&uuid(run)],
-            )
-            .await
-            .map_err(backend)?
-            .ok_or(StoreError::UnknownRun(run))?;
+        let row = query_opt(
+            tx,
+            "SELECT status, next_seq, next_position FROM runs WHERE id = $1 FOR UPDATE",
+            &[&uuid(run)],
+        )
+        .await?
+        .ok_or(StoreError::UnknownRun(run))?;
         let status: String = row.get(0);
         let next_seq: i64 = row.get(1);
         Ok(Self {
@@ -320,56 +348,71 @@ impl Head {
             bodies.push(serde_json::to_value(event).map_err(|e| StoreError::Backend(Box::new(e)))?);
         }
         // One statement for the whole batch.
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO events (run_id, seq, body)
              SELECT $1, s, b FROM UNNEST($2::BIGINT[], $3::JSONB[]) AS e (s, b)",
             &[&self.id, &seqs, &bodies],
         )
-        .await
-        .map_err(backend)?;
+        .await?;
         self.next_seq += events.len() as u64;
         Ok(())
     }
 
+    /// Records completed nodes after the run's earlier ones, in one statement. A node with
+    /// a checkpoint already (or twice in the batch) is `AlreadyCompleted`: the caller's
+    /// error rolls the transaction back.
     async fn insert_checkpoints(
         &mut self,
         tx: &Transaction<'_>,
         run: RunId,
         checkpoints: Vec<Checkpoint>,
     ) -> Result<(), StoreError> {
-        let statement = tx
-            .prepare_cached(
-                "INSERT INTO checkpoints (run_id, node, position, output, attempts, started_at, finished_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (run_id, node) DO NOTHING",
-            )
-            .await
-            .map_err(backend)?;
-        for checkpoint in checkpoints {
-            let attempts = i32::try_from(checkpoint.attempts).unwrap_or(i32::MAX);
-            let inserted = tx
-                .execute(
-                    &statement,
-                    &[
-                        &self.id,
-                        &checkpoint.node,
-                        &self.next_position,
-                        &checkpoint.output,
-                        &attempts,
-                        &checkpoint.started_at.0,
-                        &checkpoint.finished_at.0,
-                    ],
-                )
-                .await
-                .map_err(backend)?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyCompleted {
-                    run,
-                    node: checkpoint.node,
-                });
-            }
-            self.next_position += 1;
+        if checkpoints.is_empty() {
+            return Ok(());
         }
+        let count = checkpoints.len();
+        let mut nodes = Vec::with_capacity(count);
+        let mut positions = Vec::with_capacity(count);
+        let mut outputs = Vec::with_capacity(count);
+        let mut attempts = Vec::with_capacity(count);
+        let mut started = Vec::with_capacity(count);
+        let mut finished = Vec::with_capacity(count);
+        for (i, checkpoint) in checkpoints.into_iter().enumerate() {
+            nodes.push(checkpoint.node);
+            positions.push(self.next_position + i64::try_from(i).unwrap_or(i64::MAX));
+            outputs.push(checkpoint.output);
+            attempts.push(i32::try_from(checkpoint.attempts).unwrap_or(i32::MAX));
+            started.push(checkpoint.started_at.0);
+            finished.push(checkpoint.finished_at.0);
+        }
+        let inserted = query(
+            tx,
+            "INSERT INTO checkpoints (run_id, node, position, output, attempts, started_at, finished_at)
+             SELECT $1, n, p, o, a, s, f
+             FROM UNNEST($2::TEXT[], $3::BIGINT[], $4::JSONB[], $5::INTEGER[], $6::BIGINT[], $7::BIGINT[])
+                 AS c (n, p, o, a, s, f)
+             ON CONFLICT (run_id, node) DO NOTHING
+             RETURNING node",
+            &[&self.id, &nodes, &positions, &outputs, &attempts, &started, &finished],
+        )
+        .await?;
+        if inserted.len() < count {
+            let mut done: Vec<String> = inserted.iter().map(|row| row.get(0)).collect();
+            // The first node of the batch that did not go in: completed before, or twice.
+            let refused = nodes
+                .into_iter()
+                .find(|node| match done.iter().position(|d| d == node) {
+                    Some(i) => {
+                        done.swap_remove(i);
+                        false
+                    }
+                    None => true,
+                })
+                .unwrap_or_default();
+            return Err(StoreError::AlreadyCompleted { run, node: refused });
+        }
+        self.next_position += i64::try_from(count).unwrap_or(i64::MAX);
         Ok(())
     }
 
@@ -382,7 +425,8 @@ impl Head {
             serde_json::to_value(&state.rounds).map_err(|e| StoreError::Backend(Box::new(e)))?;
         let step = i32::try_from(state.step).unwrap_or(i32::MAX);
         let attempts = i32::try_from(state.attempts).unwrap_or(i32::MAX);
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO states
                  (run_id, step, node, state, rounds, next, attempts, started_at, finished_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -402,23 +446,49 @@ impl Head {
                 &state.finished_at.0,
             ],
         )
-        .await
-        .map_err(backend)?;
+        .await?;
         if let Some(patch) = &state.change {
-            tx.execute(
+            exec(tx,
                 "INSERT INTO state_history (run_id, step, node, patch) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (run_id, step) DO UPDATE SET node = EXCLUDED.node, patch = EXCLUDED.patch",
                 &[&self.id, &step, &state.node, patch],
             )
-            .await
-            .map_err(backend)?;
+            .await?;
         }
+        Ok(())
+    }
+
+    /// Records completed nodes and their events and moves the head on, the three
+    /// statements sent together (tokio-postgres pipelines them on the connection): one
+    /// round trip instead of three. The transaction makes them one write.
+    async fn record_nodes(
+        self,
+        tx: &Transaction<'_>,
+        run: RunId,
+        checkpoints: Vec<Checkpoint>,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        super::check_sequence(run, self.next_seq, events)?;
+        let mut nodes = self.clone();
+        let mut logged = self.clone();
+        let after = Head {
+            next_seq: self.next_seq + events.len() as u64,
+            next_position: self.next_position
+                + i64::try_from(checkpoints.len()).unwrap_or(i64::MAX),
+            ..self
+        };
+        tokio::try_join!(
+            nodes.insert_checkpoints(tx, run, checkpoints),
+            logged.insert_events(tx, run, events),
+            after.save(tx),
+        )?;
         Ok(())
     }
 
     /// Writes the head back: status, sequence, position, and `updated_at` (now).
     async fn save(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        tx.execute(
+        exec(
+            tx,
             "UPDATE runs SET status = $2, next_seq = $3, next_position = $4, updated_at = $5
              WHERE id = $1",
             &[
@@ -429,8 +499,7 @@ impl Head {
                 &Timestamp::now().0,
             ],
         )
-        .await
-        .map_err(backend)?;
+        .await?;
         Ok(())
     }
 }
@@ -455,10 +524,7 @@ fn record(row: &tokio_postgres::Row) -> Result<RunRecord, StoreError> {
 }
 
 async fn exists(tx: &Transaction<'_>, run: RunId) -> Result<(), StoreError> {
-    let found = tx
-        .query_opt("SELECT 1 FROM runs WHERE id = $1", &[&uuid(run)])
-        .await
-        .map_err(backend)?;
+    let found = query_opt(tx, "SELECT 1 FROM runs WHERE id = $1", &[&uuid(run)]).await?;
     found.map(|_| ()).ok_or(StoreError::UnknownRun(run))
 }
 
@@ -530,10 +596,8 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| {
             Box::pin(async move {
-                let mut head = Head::open(tx, run).await?;
-                head.insert_checkpoints(tx, run, checkpoints).await?;
-                head.insert_events(tx, run, &events).await?;
-                head.save(tx).await
+                let head = Head::open(tx, run).await?;
+                head.record_nodes(tx, run, checkpoints, &events).await
             })
         })
     }
@@ -558,17 +622,16 @@ impl Store for PostgresStore {
         self.transaction(move |tx| {
             Box::pin(async move {
                 exists(tx, run).await?;
-                let row = tx
-                    .query_opt(
-                        "SELECT s.step, s.node,
+                let row = query_opt(
+                    tx,
+                    "SELECT s.step, s.node,
                                 CASE WHEN r.status = 'succeeded' THEN COALESCE(r.output, s.state)
                                      ELSE s.state END,
                                 s.rounds, s.next, s.attempts, s.started_at, s.finished_at
                          FROM states s JOIN runs r ON r.id = s.run_id WHERE s.run_id = $1",
-                        &[&uuid(run)],
-                    )
-                    .await
-                    .map_err(backend)?;
+                    &[&uuid(run)],
+                )
+                .await?;
                 row.map(|row| {
                     let rounds: serde_json::Value = row.get(3);
                     Ok(StateCheckpoint {
@@ -593,13 +656,12 @@ impl Store for PostgresStore {
         self.transaction(move |tx| {
             Box::pin(async move {
                 exists(tx, run).await?;
-                let rows = tx
-                    .query(
-                        "SELECT step, node, patch FROM state_history WHERE run_id = $1 ORDER BY step",
-                        &[&uuid(run)],
-                    )
-                    .await
-                    .map_err(backend)?;
+                let rows = query(
+                    tx,
+                    "SELECT step, node, patch FROM state_history WHERE run_id = $1 ORDER BY step",
+                    &[&uuid(run)],
+                )
+                .await?;
                 rows.iter()
                     .map(|row| {
                         Ok(StateChange {
@@ -618,7 +680,8 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let mut head = Head::open(tx, run).await?;
                 head.insert_events(tx, run, &events).await?;
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO interrupts (run_id, node, request, created_at)
                      VALUES ($1, $2, $3, $4)
                      ON CONFLICT (run_id) DO UPDATE SET
@@ -631,8 +694,7 @@ impl Store for PostgresStore {
                         &interrupt.created_at.0,
                     ],
                 )
-                .await
-                .map_err(backend)?;
+                .await?;
                 head.status = RunStatus::Waiting;
                 head.save(tx).await
             })
@@ -642,22 +704,19 @@ impl Store for PostgresStore {
     fn interrupt(&self, run: RunId) -> StoreFuture<'_, Option<Interrupt>> {
         self.transaction(move |tx| {
             Box::pin(async move {
-                let row = tx
-                    .query_opt("SELECT status FROM runs WHERE id = $1", &[&uuid(run)])
-                    .await
-                    .map_err(backend)?
+                let row = query_opt(tx, "SELECT status FROM runs WHERE id = $1", &[&uuid(run)])
+                    .await?
                     .ok_or(StoreError::UnknownRun(run))?;
                 let status: String = row.get(0);
                 if parse_status(&status)? != RunStatus::Waiting {
                     return Ok(None);
                 }
-                let row = tx
-                    .query_opt(
-                        "SELECT node, request, created_at FROM interrupts WHERE run_id = $1",
-                        &[&uuid(run)],
-                    )
-                    .await
-                    .map_err(backend)?;
+                let row = query_opt(
+                    tx,
+                    "SELECT node, request, created_at FROM interrupts WHERE run_id = $1",
+                    &[&uuid(run)],
+                )
+                .await?;
                 Ok(row.map(|row| Interrupt {
                     node: row.get(0),
                     request: row.get(1),
@@ -678,10 +737,13 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let mut head = Head::load(tx, run).await?;
                 let waiting: Option<String> = if head.status == RunStatus::Waiting {
-                    tx.query_opt("SELECT node FROM interrupts WHERE run_id = $1", &[&head.id])
-                        .await
-                        .map_err(backend)?
-                        .map(|row| row.get(0))
+                    query_opt(
+                        tx,
+                        "SELECT node FROM interrupts WHERE run_id = $1",
+                        &[&head.id],
+                    )
+                    .await?
+                    .map(|row| row.get(0))
                 } else {
                     None
                 };
@@ -705,9 +767,7 @@ impl Store for PostgresStore {
                     Progress::State(state) => head.replace_state(tx, &state).await?,
                 }
                 head.insert_events(tx, run, &events).await?;
-                tx.execute("DELETE FROM interrupts WHERE run_id = $1", &[&head.id])
-                    .await
-                    .map_err(backend)?;
+                exec(tx, "DELETE FROM interrupts WHERE run_id = $1", &[&head.id]).await?;
                 head.status = RunStatus::Running;
                 head.save(tx).await
             })
@@ -727,20 +787,18 @@ impl Store for PostgresStore {
                 let mut head = Head::open(tx, run).await?;
                 head.insert_events(tx, run, &events).await?;
                 if status.is_final() {
-                    tx.execute("DELETE FROM interrupts WHERE run_id = $1", &[&head.id])
-                        .await
-                        .map_err(backend)?;
+                    exec(tx, "DELETE FROM interrupts WHERE run_id = $1", &[&head.id])
+                        .await?;
                 }
                 if status == RunStatus::Succeeded {
                     // The output is the final state: keep it once (`state` reads it back).
-                    tx.execute(
+                    exec(tx,
                         "UPDATE states SET state = 'null'::JSONB WHERE run_id = $1",
                         &[&head.id],
                     )
-                    .await
-                    .map_err(backend)?;
+                    .await?;
                 }
-                tx.execute(
+                exec(tx,
                     "UPDATE runs SET status = $2, output = $3, error = $4, next_seq = $5, updated_at = $6
                      WHERE id = $1",
                     &[
@@ -752,8 +810,7 @@ impl Store for PostgresStore {
                         &Timestamp::now().0,
                     ],
                 )
-                .await
-                .map_err(backend)?;
+                .await?;
                 Ok(())
             })
         })
@@ -762,14 +819,13 @@ impl Store for PostgresStore {
     fn run(&self, run: RunId) -> StoreFuture<'_, RunRecord> {
         self.transaction(move |tx| {
             Box::pin(async move {
-                let row = tx
-                    .query_opt(
-                        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
-                        &[&uuid(run)],
-                    )
-                    .await
-                    .map_err(backend)?
-                    .ok_or(StoreError::UnknownRun(run))?;
+                let row = query_opt(
+                    tx,
+                    &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
+                    &[&uuid(run)],
+                )
+                .await?
+                .ok_or(StoreError::UnknownRun(run))?;
                 record(&row)
             })
         })
@@ -779,15 +835,14 @@ impl Store for PostgresStore {
         self.transaction(move |tx| {
             Box::pin(async move {
                 let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-                let rows = tx
-                    .query(
-                        &format!(
-                            "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
-                        ),
-                        &[&limit],
-                    )
-                    .await
-                    .map_err(backend)?;
+                let rows = query(
+                    tx,
+                    &format!(
+                        "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
+                    ),
+                    &[&limit],
+                )
+                .await?;
                 rows.iter().map(record).collect()
             })
         })
@@ -796,14 +851,13 @@ impl Store for PostgresStore {
     fn count_runs(&self, status: RunStatus) -> StoreFuture<'_, u64> {
         self.transaction(move |tx| {
             Box::pin(async move {
-                let row = tx
-                    .query_one(
-                        "SELECT COUNT(*) FROM runs WHERE status = $1",
-                        &[&status.as_str()],
-                    )
-                    .await
-                    .map_err(backend)?;
-                let count: i64 = row.get(0);
+                let row = query_opt(
+                    tx,
+                    "SELECT COUNT(*) FROM runs WHERE status = $1",
+                    &[&status.as_str()],
+                )
+                .await?;
+                let count: i64 = row.map_or(0, |row| row.get(0));
                 Ok(u64::try_from(count).unwrap_or(0))
             })
         })
@@ -813,14 +867,13 @@ impl Store for PostgresStore {
         self.transaction(move |tx| {
             Box::pin(async move {
                 exists(tx, run).await?;
-                let rows = tx
-                    .query(
-                        "SELECT node, output, attempts, started_at, finished_at FROM checkpoints
+                let rows = query(
+                    tx,
+                    "SELECT node, output, attempts, started_at, finished_at FROM checkpoints
                          WHERE run_id = $1 ORDER BY position",
-                        &[&uuid(run)],
-                    )
-                    .await
-                    .map_err(backend)?;
+                    &[&uuid(run)],
+                )
+                .await?;
                 rows.iter()
                     .map(|row| {
                         Ok(Checkpoint {
@@ -841,13 +894,12 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 exists(tx, run).await?;
                 let from = i64::try_from(from).unwrap_or(i64::MAX);
-                let rows = tx
-                    .query(
-                        "SELECT body FROM events WHERE run_id = $1 AND seq >= $2 ORDER BY seq",
-                        &[&uuid(run), &from],
-                    )
-                    .await
-                    .map_err(backend)?;
+                let rows = query(
+                    tx,
+                    "SELECT body FROM events WHERE run_id = $1 AND seq >= $2 ORDER BY seq",
+                    &[&uuid(run), &from],
+                )
+                .await?;
                 rows.iter()
                     .map(|row| {
                         serde_json::from_value(row.get(0))
@@ -862,14 +914,13 @@ impl Store for PostgresStore {
         self.transaction(move |tx| {
             Box::pin(async move {
                 let version = i32::try_from(key.version).unwrap_or(i32::MAX);
-                let row = tx
-                    .query_opt(
-                        "SELECT input, output, expires_at FROM cache
+                let row = query_opt(
+                    tx,
+                    "SELECT input, output, expires_at FROM cache
                          WHERE step = $1 AND version = $2 AND hash = $3",
-                        &[&key.step, &version, &key_hash(&key)],
-                    )
-                    .await
-                    .map_err(backend)?;
+                    &[&key.step, &version, &key_hash(&key)],
+                )
+                .await?;
                 Ok(row.and_then(|row| {
                     let input: String = row.get(0);
                     let expires_at: i64 = row.get(2);
@@ -888,11 +939,10 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| {
             Box::pin(async move {
-                tx.execute("DELETE FROM cache WHERE expires_at <= $1", &[&now.0])
-                    .await
-                    .map_err(backend)?;
+                exec(tx, "DELETE FROM cache WHERE expires_at <= $1", &[&now.0]).await?;
                 let version = i32::try_from(key.version).unwrap_or(i32::MAX);
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO cache (step, version, hash, input, output, expires_at)
                      VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (step, version, hash) DO UPDATE SET
@@ -907,8 +957,7 @@ impl Store for PostgresStore {
                         &expires_at.0,
                     ],
                 )
-                .await
-                .map_err(backend)?;
+                .await?;
                 Ok(())
             })
         })
