@@ -24,6 +24,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use support::{
     assert_gapless, footprint, kinds, registry, serve, sqlite, start, stored_events, topic,
+    until_waiting,
 };
 use workflow::http::Registry;
 use workflow::store::{RunStatus, SqliteStore, Store};
@@ -238,14 +239,7 @@ async fn answers_a_pause_over_http_and_the_stream_goes_on() {
     let id = reply.json()["id"].as_str().unwrap().to_owned();
 
     let mut stream = client.events(&format!("/runs/{id}/events"), None).await;
-    let mut seen = Vec::new();
-    while let Some(event) = stream.next().await {
-        let waiting = event.name == "run_waiting";
-        seen.push(event);
-        if waiting {
-            break;
-        }
-    }
+    let mut seen = until_waiting(&mut stream).await;
     let run = client.get(&format!("/runs/{id}")).await.json();
     assert_eq!(run["status"], "waiting");
     assert_eq!(run["interrupt"]["node"], "review");
@@ -641,40 +635,48 @@ async fn serves_the_page_the_docs_and_an_openapi_document_of_every_route() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_run_status_follows_the_store_when_another_process_drives_the_run() {
-    // Two servers on one SQLite file: a run started through one is followed through the
-    // other, which does not drive it and reads its events from the store.
-    let dir = std::env::temp_dir().join(format!("workflow-http-{}-shared", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let first: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("runs.db")).unwrap());
-    let second: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("runs.db")).unwrap());
+/// Two servers on one store, as two processes would have: a run started through the first
+/// is followed through the second, which does not drive it and reads its events from the
+/// store; the second answers its pause, takes it up itself, and the stream goes on.
+async fn follow_a_run_another_server_drives(first: &Arc<dyn Store>, second: &Arc<dyn Store>) {
     let driver = start(workflow::http::serve(registry(
-        &first,
+        first,
         Duration::from_millis(20),
     )))
     .await;
-    let watcher = serve(&second).await;
-
+    let watcher = serve(second).await;
     let id = driver
-        .post("/workflows/ContentPipeline/runs", topic().to_string())
+        .post("/workflows/ReviewedPipeline/runs", topic().to_string())
         .await
         .json()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let events = watcher
-        .events(&format!("/runs/{id}/events"), None)
-        .await
-        .collect()
+    let mut stream = watcher.events(&format!("/runs/{id}/events"), None).await;
+    let mut seen = until_waiting(&mut stream).await;
+    let answer = watcher
+        .post(&format!("/runs/{id}/resume"), r#""approve""#)
         .await;
-    assert_gapless(&events);
-    assert_eq!(events.last().unwrap().name, "run_finished");
-    let data: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
-    assert_eq!(data, stored_events(&first, &id).await);
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    seen.extend(stream.collect().await);
+    assert_gapless(&seen);
+    assert_eq!(seen.last().unwrap().name, "run_finished");
+    let data: Vec<Value> = seen.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(data, stored_events(first, &id).await);
+    let run = driver.get(&format!("/runs/{id}")).await.json();
+    assert_eq!(run["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sharing_sqlite_streams_a_run_another_process_drives() {
+    let dir = std::env::temp_dir().join(format!("workflow-http-{}-shared", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let first: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("runs.db")).unwrap());
+    let second: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("runs.db")).unwrap());
+    follow_a_run_another_server_drives(&first, &second).await;
     assert_eq!(
-        first.run(id.parse().unwrap()).await.unwrap().status,
+        first.runs(10).await.unwrap()[0].status,
         RunStatus::Succeeded
     );
 }
@@ -726,44 +728,10 @@ async fn a_server_sharing_postgres_streams_a_run_another_process_drives() {
     else {
         return;
     };
-    // Two servers, each with a pool of its own, as two processes would have.
+    // Each server with a pool of its own.
     let first: Arc<dyn Store> = Arc::new(schema.store().await);
     let second: Arc<dyn Store> = Arc::new(schema.store().await);
-    let driver = start(workflow::http::serve(registry(
-        &first,
-        Duration::from_millis(20),
-    )))
-    .await;
-    let watcher = serve(&second).await;
-
-    let id = driver
-        .post("/workflows/ReviewedPipeline/runs", topic().to_string())
-        .await
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut stream = watcher.events(&format!("/runs/{id}/events"), None).await;
-    let mut seen = Vec::new();
-    while let Some(event) = stream.next().await {
-        let waiting = event.name == "run_waiting";
-        seen.push(event);
-        if waiting {
-            break;
-        }
-    }
-    // The answer goes to the watcher, which takes the run up itself; the stream goes on.
-    let answer = watcher
-        .post(&format!("/runs/{id}/resume"), r#""approve""#)
-        .await;
-    assert_eq!(answer.status, 202, "{}", answer.text);
-    seen.extend(stream.collect().await);
-    assert_gapless(&seen);
-    assert_eq!(seen.last().unwrap().name, "run_finished");
-    let data: Vec<Value> = seen.iter().map(|e| e.data.clone()).collect();
-    assert_eq!(data, stored_events(&first, &id).await);
-    let run = driver.get(&format!("/runs/{id}")).await.json();
-    assert_eq!(run["status"], "succeeded");
+    follow_a_run_another_server_drives(&first, &second).await;
     drop((first, second));
     schema.remove().await;
 }

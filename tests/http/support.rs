@@ -101,3 +101,16 @@ pub(crate) async fn footprint(store: &Arc<dyn Store>) -> (usize, usize) {
     }
     (runs.len(), events)
 }
+
+/// The events of a stream up to and with the run's `run_waiting`.
+pub(crate) async fn until_waiting(stream: &mut client::Sse) -> Vec<SseEvent> {
+    let mut seen = Vec::new();
+    while let Some(event) = stream.next().await {
+        let waiting = event.name == "run_waiting";
+        seen.push(event);
+        if waiting {
+            return seen;
+        }
+    }
+    panic!("the stream ended without a pause: {seen:?}");
+}

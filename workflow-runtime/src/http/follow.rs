@@ -49,27 +49,25 @@ impl LiveRuns {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds the current part of a run; returns what ends it (`done` is sent `true`) and
+    /// Adds the current part of a run; returns it, what ends it (`done` is sent `true`) and
     /// its generation, for [`LiveRuns::remove`].
     pub(crate) fn add(
         &self,
         id: RunId,
         events: EventStream,
         canceller: Canceller,
-    ) -> (watch::Sender<bool>, u64) {
+    ) -> (LiveRun, watch::Sender<bool>, u64) {
         let (done_tx, done) = watch::channel(false);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(
-            id,
-            LiveRun {
-                events,
-                canceller,
-                done,
-                generation,
-            },
-        );
+        let run = LiveRun {
+            events,
+            canceller,
+            done,
+            generation,
+        };
+        self.lock().insert(id, run.clone());
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
-        (done_tx, generation)
+        (run, done_tx, generation)
     }
 
     /// Removes a part of a run once it has ended, unless a later part replaced it.

@@ -382,8 +382,7 @@ impl Shared {
     /// marks it done once its end is stored.
     fn track(self: &Arc<Self>, workflow: &'static str, run: JsonRun) -> follow::LiveRun {
         let id = run.id();
-        let (done, generation) = self.live.add(id, run.events(), run.canceller());
-        let live = self.live.get(id).expect("just added");
+        let (live, done, generation) = self.live.add(id, run.events(), run.canceller());
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let mut events = run.events();
