@@ -23,8 +23,8 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use support::{
-    assert_gapless, footprint, kinds, registry, serve, sqlite, start, stored_events, topic,
-    until_waiting,
+    assert_gapless, footprint, kinds, registry, serve, serve_with, sqlite, start, stored_events,
+    topic, until_waiting,
 };
 use workflow::http::Registry;
 use workflow::store::{RunStatus, SqliteStore, Store};
@@ -143,11 +143,7 @@ async fn starts_a_run_and_waits_for_its_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_events_live_and_resumes_a_stream_without_gaps_or_repeats() {
     let store = sqlite("sse");
-    let client = start(workflow::http::serve(registry(
-        &store,
-        Duration::from_millis(30),
-    )))
-    .await;
+    let client = serve_with(&store, Duration::from_millis(30)).await;
 
     let reply = client
         .post("/workflows/ContentPipeline/runs", topic().to_string())
@@ -301,11 +297,7 @@ async fn answers_a_pause_over_http_and_the_stream_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancels_waiting_and_running_runs() {
     let store = sqlite("cancel");
-    let client = start(workflow::http::serve(registry(
-        &store,
-        Duration::from_millis(200),
-    )))
-    .await;
+    let client = serve_with(&store, Duration::from_millis(200)).await;
 
     let waiting = client
         .post(
@@ -639,11 +631,7 @@ async fn serves_the_page_the_docs_and_an_openapi_document_of_every_route() {
 /// is followed through the second, which does not drive it and reads its events from the
 /// store; the second answers its pause, takes it up itself, and the stream goes on.
 async fn follow_a_run_another_server_drives(first: &Arc<dyn Store>, second: &Arc<dyn Store>) {
-    let driver = start(workflow::http::serve(registry(
-        first,
-        Duration::from_millis(20),
-    )))
-    .await;
+    let driver = serve_with(first, Duration::from_millis(20)).await;
     let watcher = serve(second).await;
     let id = driver
         .post("/workflows/ReviewedPipeline/runs", topic().to_string())

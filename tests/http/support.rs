@@ -41,11 +41,12 @@ pub(crate) async fn start(server: workflow::http::Server) -> Client {
 }
 
 pub(crate) async fn serve(store: &Arc<dyn Store>) -> Client {
-    start(workflow::http::serve(registry(
-        store,
-        Duration::from_millis(5),
-    )))
-    .await
+    serve_with(store, Duration::from_millis(5)).await
+}
+
+/// Serves [`registry`] on `store`, its LLM calls taking `latency`, on a free loopback port.
+pub(crate) async fn serve_with(store: &Arc<dyn Store>, latency: Duration) -> Client {
+    start(workflow::http::serve(registry(store, latency))).await
 }
 
 pub(crate) fn topic() -> Value {

@@ -248,18 +248,8 @@ impl Store for MemoryStore {
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()> {
         let result = self.with_run(run, |entry| {
-            let status = entry.record.status;
-            let waiting = match &entry.interrupt {
-                Some(interrupt) if status == RunStatus::Waiting => &interrupt.node,
-                _ => return Err(StoreError::NotWaiting { run, status }),
-            };
-            if *waiting != node {
-                return Err(StoreError::WrongInterrupt {
-                    run,
-                    waiting: waiting.clone(),
-                    got: node,
-                });
-            }
+            let waiting = entry.interrupt.as_ref().map(|i| i.node.as_str());
+            super::check_answer(run, entry.record.status, waiting, &node)?;
             if let Progress::Nodes(checkpoints) = &progress {
                 entry.check_new(checkpoints)?;
             }

@@ -379,6 +379,25 @@ impl std::error::Error for StoreError {
     }
 }
 
+/// Checks that a run in `status` whose pending interrupt is at `waiting` (if it has one)
+/// can take an answer to the pause node `node` (see [`Store::answer`]).
+fn check_answer(
+    run: RunId,
+    status: RunStatus,
+    waiting: Option<&str>,
+    node: &str,
+) -> Result<(), StoreError> {
+    match waiting {
+        Some(waiting) if status == RunStatus::Waiting && waiting == node => Ok(()),
+        Some(waiting) if status == RunStatus::Waiting => Err(StoreError::WrongInterrupt {
+            run,
+            waiting: waiting.to_owned(),
+            got: node.to_owned(),
+        }),
+        _ => Err(StoreError::NotWaiting { run, status }),
+    }
+}
+
 /// Checks that `events` continue a log of `len` events without a gap.
 fn check_sequence(run: RunId, len: u64, events: &[Event]) -> Result<(), StoreError> {
     for (i, event) in events.iter().enumerate() {

@@ -747,19 +747,7 @@ impl Store for PostgresStore {
                 } else {
                     None
                 };
-                let Some(waiting) = waiting else {
-                    return Err(StoreError::NotWaiting {
-                        run,
-                        status: head.status,
-                    });
-                };
-                if waiting != node {
-                    return Err(StoreError::WrongInterrupt {
-                        run,
-                        waiting,
-                        got: node,
-                    });
-                }
+                super::check_answer(run, head.status, waiting.as_deref(), &node)?;
                 match progress {
                     Progress::Nodes(checkpoints) => {
                         head.insert_checkpoints(tx, run, checkpoints).await?;

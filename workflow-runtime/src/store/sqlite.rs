@@ -592,19 +592,7 @@ impl Store for SqliteStore {
             } else {
                 None
             };
-            let Some(waiting) = waiting else {
-                return Err(StoreError::NotWaiting {
-                    run,
-                    status: head.status,
-                });
-            };
-            if waiting != node {
-                return Err(StoreError::WrongInterrupt {
-                    run,
-                    waiting,
-                    got: node,
-                });
-            }
+            super::check_answer(run, head.status, waiting.as_deref(), &node)?;
             match progress {
                 Progress::Nodes(checkpoints) => head.insert_checkpoints(tx, run, checkpoints)?,
                 Progress::State(state) => head.replace_state(tx, &state)?,
