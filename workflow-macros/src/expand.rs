@@ -263,6 +263,7 @@ pub(crate) fn persist_impl(
     name: &syn::Ident,
     surface: &Surface,
     [drive, answer]: [&TokenStream; 2],
+    work: Option<&TokenStream>,
 ) -> TokenStream {
     let Surface {
         private,
@@ -273,6 +274,17 @@ pub(crate) fn persist_impl(
     // A state graph's output is its input, the state: one bound.
     let output_bound = (input_ty.to_string() != output_ty.to_string())
         .then(|| quote!(#output_ty: #private::Stored<__X>,));
+    let work = work.map(|work| {
+        quote! {
+            fn work(
+                ctx: #private::ArcPtr<#ctx_ty>,
+                options: #private::RunOptions,
+                task: #private::WorkTask,
+            ) -> #private::WorkFuture {
+                #work
+            }
+        }
+    });
     quote! {
         impl<__X: ?::core::marker::Sized> #private::Persist<__X> for #name
         where
@@ -310,6 +322,8 @@ pub(crate) fn persist_impl(
             ) -> #private::AnswerFuture {
                 #answer
             }
+
+            #work
         }
     }
 }
@@ -480,6 +494,15 @@ fn persist_dataflow(
             )),
             &quote!(#private::answer_dataflow::<Self>(args)),
         ],
+        Some(&quote!(#private::work_dataflow::<Self>(
+            ctx,
+            options,
+            task,
+            (
+                <Self as #private::Persist<__X>>::load_input,
+                <Self as #private::Persist<__X>>::save_output,
+            ),
+        ))),
     );
     let node_indices = 0..node_fields.len();
     let node_indices2 = 0..node_fields.len();

@@ -765,6 +765,7 @@ fn executor(graph: &StateGraph) -> TokenStream {
                 <Self as #private::Persist<__X>>::load_input,
             )),
         ],
+        None,
     );
 
     quote! {

@@ -164,6 +164,41 @@ impl<W: Persist<()>> Durable<W> {
         Ok(self.spawn(id, (0, std::time::Duration::ZERO), json, Origin::New(input)))
     }
 
+    /// Submits a new run to the workers that share this store (see [`crate::worker`]): the
+    /// run is recorded with its first ready nodes queued, in one transaction, and any
+    /// [`Worker`](crate::worker::Worker) of this workflow runs it. Returns its id; follow
+    /// it through the store ([`Store::run`], [`Store::events`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Unsupported`] when the store has no work queue or the workflow is a
+    /// state graph; [`RunError::Decode`] when the input does not serialize;
+    /// [`RunError::Store`] when the store fails.
+    pub async fn submit(&self, input: W::Input) -> Result<RunId, RunError> {
+        let queue = crate::worker::queue_of(&*self.store)?;
+        let graph = W::graph();
+        if graph.state_graph().is_some() {
+            return Err(RunError::Unsupported(format!(
+                "`{}` is a state graph, which runs in the process that starts it: workers run dataflow workflows",
+                graph.name
+            )));
+        }
+        let id = RunId::new();
+        let json = W::save_input(&input).map_err(|error| RunError::Decode {
+            what: "the run's input".to_owned(),
+            error: error.to_string(),
+        })?;
+        let record = RunRecord::new(id, graph.name, &*self.graph_hash, json);
+        let log = EventLog::new(id.to_string().into());
+        log.emit(crate::events::EventKind::RunStarted {
+            workflow: graph.name.into(),
+        });
+        queue
+            .submit(record, crate::worker::first_tasks(graph), log.since(0))
+            .await?;
+        Ok(id)
+    }
+
     /// Starts a run and waits for its output.
     ///
     /// # Errors
@@ -488,6 +523,13 @@ pub trait DynDurable: Send + Sync {
         id: RunId,
         answer: serde_json::Value,
     ) -> BoxFuture<'_, Result<JsonRun, RunError>>;
+
+    /// Submits a run from a JSON input to the workers (see [`Durable::submit`]).
+    fn submit_json(&self, input: serde_json::Value) -> BoxFuture<'_, Result<RunId, RunError>>;
+
+    /// Runs a task a worker claimed. Not a public API: [`crate::worker::Worker`] calls it.
+    #[doc(hidden)]
+    fn work(&self, claim: crate::store::Claim) -> BoxFuture<'_, Result<(), RunError>>;
 }
 
 /// A run of a [`DynDurable`] workflow: a [`RunHandle`] whose output is JSON.
@@ -594,6 +636,27 @@ impl<W: Persist<()>> DynDurable for Durable<W> {
         answer: serde_json::Value,
     ) -> BoxFuture<'_, Result<JsonRun, RunError>> {
         Box::pin(async move { Ok(JsonRun::new::<W>(self.answer_json(id, answer).await?)) })
+    }
+
+    fn submit_json(&self, input: serde_json::Value) -> BoxFuture<'_, Result<RunId, RunError>> {
+        Box::pin(async move {
+            let input = W::load_input(input).map_err(|error| RunError::Decode {
+                what: format!("the input of `{}`", W::graph().name),
+                error: error.to_string(),
+            })?;
+            self.submit(input).await
+        })
+    }
+
+    fn work(&self, claim: crate::store::Claim) -> BoxFuture<'_, Result<(), RunError>> {
+        W::work(
+            Arc::clone(self.workflow.context()),
+            self.workflow.options().clone(),
+            crate::worker::WorkTask {
+                store: Arc::clone(&self.store),
+                claim,
+            },
+        )
     }
 }
 

@@ -22,6 +22,7 @@ mod report;
 mod run;
 mod step;
 pub mod store;
+pub mod worker;
 mod workflow;
 
 #[doc(hidden)]

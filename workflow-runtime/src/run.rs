@@ -208,7 +208,7 @@ impl RunOptions {
     }
 
     /// The seed of one run: the one set, or a fresh random one.
-    fn run_seed(&self) -> u64 {
+    pub(crate) fn run_seed(&self) -> u64 {
         self.jitter_seed.unwrap_or_else(|| fastrand::u64(..))
     }
 
@@ -300,6 +300,9 @@ pub enum RunError {
         /// Why it does not decode.
         error: String,
     },
+    /// What was asked cannot be done with this workflow or store (a state graph on
+    /// workers, say, or submitting to a store without a work queue).
+    Unsupported(String),
     /// The runtime broke one of its own invariants (a bug; please report it).
     Internal(String),
 }
@@ -340,6 +343,7 @@ impl fmt::Display for RunError {
                 "run {run} was started by a different version of `{workflow}` (graph hash {stored}, this program has {current}): it cannot resume under the changed graph; finish it with the program that started it, or start a new run"
             ),
             Self::Decode { what, error } => write!(f, "{what} has the wrong type: {error}"),
+            Self::Unsupported(message) => f.write_str(message),
             Self::Internal(message) => write!(f, "internal error: {message}"),
         }
     }
@@ -963,15 +967,7 @@ async fn drive_graph<W: Compiled>(
             continue;
         };
         in_flight.shutdown().await;
-        let (node, error) = match &failure {
-            RunError::Step { node, source, .. } => (*node, source.to_string()),
-            other => ("", other.to_string()),
-        };
-        log.emit(EventKind::RunFailed {
-            node: node.into(),
-            error,
-            duration: log.elapsed(),
-        });
+        emit_failure(&log, &failure);
         return Err(failure);
     }
     drop(in_flight);
@@ -1168,32 +1164,111 @@ impl Readiness {
     /// its output, emitting a `step_skipped` event for each; a node that reads a skipped
     /// node with `.ok()` only stops waiting for it.
     fn skip(&mut self, node: NodeId, log: &EventLog) {
-        let cause = self.graph.node(node).name;
-        let mut pending = VecDeque::from([node]);
-        self.skipped[node.0] = true;
-        log.emit(EventKind::StepSkipped {
-            node: cause.into(),
-            cause: cause.into(),
+        let mut readers = Vec::new();
+        skip_downstream(self.graph, node, log, &mut self.skipped, |reader| {
+            readers.push(reader);
         });
-        while let Some(gone) = pending.pop_front() {
-            for &dependent in self.graph.node(gone).dependents {
-                if self.skipped[dependent.0] {
-                    continue;
-                }
-                let def = self.graph.node(dependent);
-                if def.optional.contains(&gone) {
-                    self.arrived(dependent);
-                } else {
-                    self.skipped[dependent.0] = true;
-                    log.emit(EventKind::StepSkipped {
-                        node: def.name.into(),
-                        cause: cause.into(),
-                    });
-                    pending.push_back(dependent);
-                }
+        for reader in readers {
+            self.arrived(reader);
+        }
+    }
+}
+
+/// Marks `node` skipped in `skipped`, and every node downstream of it that needs its
+/// output, emitting a `step_skipped` event for each; calls `reads` for each node that reads
+/// a skipped node with `.ok()` (once per skipped node it reads), which goes on without it.
+pub(crate) fn skip_downstream(
+    graph: &'static Graph,
+    node: NodeId,
+    log: &EventLog,
+    skipped: &mut [bool],
+    mut reads: impl FnMut(NodeId),
+) {
+    let cause = graph.node(node).name;
+    let mut pending = VecDeque::from([node]);
+    skipped[node.0] = true;
+    log.emit(EventKind::StepSkipped {
+        node: cause.into(),
+        cause: cause.into(),
+    });
+    while let Some(gone) = pending.pop_front() {
+        for &dependent in graph.node(gone).dependents {
+            if skipped[dependent.0] {
+                continue;
+            }
+            let def = graph.node(dependent);
+            if def.optional.contains(&gone) {
+                reads(dependent);
+            } else {
+                skipped[dependent.0] = true;
+                log.emit(EventKind::StepSkipped {
+                    node: def.name.into(),
+                    cause: cause.into(),
+                });
+                pending.push_back(dependent);
             }
         }
     }
+}
+
+/// How one node of a dataflow run ended, when a worker runs it alone.
+pub(crate) enum NodeOutcome {
+    /// It completed: its checkpoint (its `step_succeeded` event is in the log).
+    Done(Checkpoint),
+    /// It failed and its policy skips it.
+    Skipped,
+    /// It is a pause, asking for outside input.
+    Paused(serde_json::Value),
+    /// It failed the run.
+    Failed(RunError),
+}
+
+/// Runs one node of a durable dataflow run whose inputs are in `run` already (a worker's
+/// task): its attempts and failure policy, as in a run driven by one process.
+pub(crate) async fn one_node<W: Compiled>(
+    run: Arc<W::Run>,
+    node: NodeId,
+    log: Arc<EventLog>,
+    seed: u64,
+    cache: Arc<NodeCache<W::Run>>,
+) -> NodeOutcome {
+    let graph = W::graph();
+    let (_, finished) = node_attempts::<W>(
+        Arc::clone(&run),
+        graph,
+        node,
+        Arc::clone(&log),
+        (seed, true),
+        Some(Arc::clone(&cache)),
+    )
+    .await;
+    match finished {
+        Ok(Finished::Done(done)) => match checkpoint(graph, &*run, node, done, cache.save, &log) {
+            Ok(checkpoint) => NodeOutcome::Done(checkpoint),
+            Err(error) => NodeOutcome::Failed(error),
+        },
+        Ok(Finished::Skipped) => NodeOutcome::Skipped,
+        Ok(Finished::Paused(request)) => NodeOutcome::Paused(request),
+        Err((step, source)) => NodeOutcome::Failed(RunError::Step {
+            node: graph.node(node).name,
+            step,
+            source,
+        }),
+    }
+}
+
+/// Emits the `run_failed` event of a run that `error` ends, as a run driven by one process
+/// does.
+pub(crate) fn emit_failure(log: &EventLog, error: &RunError) {
+    let (node, message) = match error {
+        RunError::Step { node, source, .. } => (*node, source.to_string()),
+        other => ("", other.to_string()),
+    };
+    log.emit(EventKind::RunFailed {
+        node: node.into(),
+        error: message,
+        duration: log.elapsed(),
+    });
 }
 
 /// Runs one node of a dataflow workflow: its attempts, then, if they fail, what its

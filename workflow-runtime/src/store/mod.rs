@@ -20,6 +20,7 @@
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod queue;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -31,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+pub use queue::{Candidate, Claim, FINISH, Limit, Task, TaskQueue, TaskResult};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -338,6 +340,14 @@ pub enum StoreError {
         /// The node the answer was for.
         got: String,
     },
+    /// A worker's lease on a task has expired and the task is someone else's (or gone):
+    /// what the worker did with it is not recorded.
+    LeaseLost {
+        /// The run.
+        run: RunId,
+        /// The task's node.
+        node: String,
+    },
     /// A stored value could not be read back (a corrupt or foreign database).
     Corrupt(String),
     /// The storage itself failed (disk, database, lock).
@@ -363,6 +373,10 @@ impl fmt::Display for StoreError {
             Self::WrongInterrupt { run, waiting, got } => write!(
                 f,
                 "run {run} waits for input at node `{waiting}`, not at `{got}`"
+            ),
+            Self::LeaseLost { run, node } => write!(
+                f,
+                "the lease on node `{node}` of run {run} was lost: another worker holds it"
             ),
             Self::Corrupt(message) => write!(f, "the store holds an unreadable value: {message}"),
             Self::Backend(error) => write!(f, "the store failed: {error}"),
@@ -527,4 +541,11 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> StoreFuture<'_, ()>;
+
+    /// The store's work queue, if it has one: a store that worker processes share
+    /// ([`PostgresStore`]) queues the ready nodes of submitted runs for them. `None` (the
+    /// provided method) for a store that only the process driving a run writes to.
+    fn queue(&self) -> Option<&dyn TaskQueue> {
+        None
+    }
 }

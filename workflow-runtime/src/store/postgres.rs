@@ -6,14 +6,16 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateChange, StateCheckpoint,
-    Store, StoreError, StoreFuture, Timestamp,
+    CacheKey, Candidate, Checkpoint, Claim, Interrupt, Limit, Progress, RunRecord, RunStatus,
+    StateChange, StateCheckpoint, Store, StoreError, StoreFuture, Task, TaskQueue, TaskResult,
+    Timestamp,
 };
 use crate::events::Event;
 use crate::run::RunId;
 
 /// The schema, one migration per version; a store applies the ones its database lacks.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
     CREATE TABLE runs (
         id UUID PRIMARY KEY,
         workflow TEXT NOT NULL,
@@ -79,7 +81,37 @@ const MIGRATIONS: &[&str] = &[r"
         PRIMARY KEY (step, version, hash)
     );
     CREATE INDEX cache_by_expiry ON cache (expires_at);
-"];
+",
+    r"
+    CREATE SEQUENCE task_leases;
+    CREATE TABLE tasks (
+        run_id UUID NOT NULL REFERENCES runs (id),
+        node TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        graph_hash TEXT NOT NULL,
+        step TEXT NOT NULL,
+        ready_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+        lease BIGINT NOT NULL DEFAULT 0,
+        owner TEXT,
+        expires_at TIMESTAMPTZ,
+        claims INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE INDEX tasks_by_readiness ON tasks (ready_at);
+    CREATE INDEX tasks_by_lease ON tasks (lease);
+    CREATE TABLE skipped (
+        run_id UUID NOT NULL REFERENCES runs (id),
+        node TEXT NOT NULL,
+        PRIMARY KEY (run_id, node)
+    );
+    CREATE TABLE limits (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        max INTEGER NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+",
+];
 
 /// Keeps runs in a PostgreSQL database, shared by any number of processes.
 ///
@@ -538,41 +570,42 @@ fn key_hash(key: &CacheKey) -> i64 {
     key.hash64() as i64
 }
 
+/// Inserts a new run's row.
+async fn insert_run(tx: &Transaction<'_>, run: &RunRecord) -> Result<(), StoreError> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO runs (id, workflow, graph_hash, input, status, output, error, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                &uuid(run.id),
+                &run.workflow,
+                &run.graph_hash,
+                &run.input,
+                &run.status.as_str(),
+                &run.output,
+                &run.error,
+                &run.created_at.0,
+                &run.updated_at.0,
+            ],
+        )
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                StoreError::DuplicateRun(run.id)
+            } else {
+                backend(error)
+            }
+        })?;
+    if inserted == 0 {
+        return Err(StoreError::DuplicateRun(run.id));
+    }
+    Ok(())
+}
+
 impl Store for PostgresStore {
     fn create_run(&self, run: RunRecord) -> StoreFuture<'_, ()> {
-        self.transaction(move |tx| {
-            Box::pin(async move {
-                let inserted = tx
-                    .execute(
-                        "INSERT INTO runs (id, workflow, graph_hash, input, status, output, error, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                         ON CONFLICT (id) DO NOTHING",
-                        &[
-                            &uuid(run.id),
-                            &run.workflow,
-                            &run.graph_hash,
-                            &run.input,
-                            &run.status.as_str(),
-                            &run.output,
-                            &run.error,
-                            &run.created_at.0,
-                            &run.updated_at.0,
-                        ],
-                    )
-                    .await
-                    .map_err(|error| {
-                        if is_unique_violation(&error) {
-                            StoreError::DuplicateRun(run.id)
-                        } else {
-                            backend(error)
-                        }
-                    })?;
-                if inserted == 0 {
-                    return Err(StoreError::DuplicateRun(run.id));
-                }
-                Ok(())
-            })
-        })
+        self.transaction(move |tx| Box::pin(async move { insert_run(tx, &run).await }))
     }
 
     fn append_events(&self, run: RunId, events: Vec<Event>) -> StoreFuture<'_, ()> {
@@ -777,6 +810,8 @@ impl Store for PostgresStore {
                 if status.is_final() {
                     exec(tx, "DELETE FROM interrupts WHERE run_id = $1", &[&head.id])
                         .await?;
+                    // A run ended from anywhere (cancelled, say) leaves no work queued.
+                    exec(tx, "DELETE FROM tasks WHERE run_id = $1", &[&head.id]).await?;
                 }
                 if status == RunStatus::Succeeded {
                     // The output is the final state: keep it once (`state` reads it back).
@@ -947,6 +982,454 @@ impl Store for PostgresStore {
                 )
                 .await?;
                 Ok(())
+            })
+        })
+    }
+
+    fn queue(&self) -> Option<&dyn TaskQueue> {
+        Some(self)
+    }
+}
+
+/// Gives `events` the sequence numbers that follow the run's stored log.
+fn renumber(head: &Head, mut events: Vec<Event>) -> Vec<Event> {
+    for (i, event) in events.iter_mut().enumerate() {
+        event.seq = head.next_seq + i as u64;
+    }
+    events
+}
+
+fn millis(lease: std::time::Duration) -> f64 {
+    lease.as_secs_f64() * 1000.0
+}
+
+/// Queues the tasks of one run that are ready.
+async fn enqueue(tx: &Transaction<'_>, run: uuid::Uuid, tasks: &[Task]) -> Result<(), StoreError> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let nodes: Vec<&str> = tasks.iter().map(|t| t.node.as_str()).collect();
+    let steps: Vec<&str> = tasks.iter().map(|t| t.step.as_str()).collect();
+    exec(
+        tx,
+        "INSERT INTO tasks (run_id, node, workflow, graph_hash, step)
+         SELECT r.id, t.n, r.workflow, r.graph_hash, t.s
+         FROM runs r, UNNEST($2::TEXT[], $3::TEXT[]) AS t (n, s) WHERE r.id = $1
+         ON CONFLICT (run_id, node) DO NOTHING",
+        &[&run, &nodes, &steps],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The candidates whose inputs all exist now: every node they need has a checkpoint, every
+/// node they read if present has one or was skipped, and they were not skipped themselves.
+async fn ready_candidates(
+    tx: &Transaction<'_>,
+    run: uuid::Uuid,
+    candidates: Vec<Candidate>,
+) -> Result<Vec<Task>, StoreError> {
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for candidate in &candidates {
+        names.push(&candidate.task.node);
+        names.extend(candidate.needs.iter().map(String::as_str));
+        names.extend(candidate.reads_if_present.iter().map(String::as_str));
+    }
+    let rows = query(
+        tx,
+        "SELECT node, FALSE FROM checkpoints WHERE run_id = $1 AND node = ANY($2)
+         UNION ALL
+         SELECT node, TRUE FROM skipped WHERE run_id = $1 AND node = ANY($2)",
+        &[&run, &names],
+    )
+    .await?;
+    let mut done = std::collections::HashSet::new();
+    let mut skipped = std::collections::HashSet::new();
+    for row in &rows {
+        let node: String = row.get(0);
+        if row.get::<_, bool>(1) {
+            skipped.insert(node);
+        } else {
+            done.insert(node);
+        }
+    }
+    Ok(candidates
+        .into_iter()
+        .filter(|c| {
+            !skipped.contains(&c.task.node)
+                && !done.contains(&c.task.node)
+                && c.needs.iter().all(|n| done.contains(n))
+                && c.reads_if_present
+                    .iter()
+                    .all(|n| done.contains(n) || skipped.contains(n))
+        })
+        .map(|c| c.task)
+        .collect())
+}
+
+/// The time since a run was created, for an event the store writes itself.
+async fn run_age(tx: &Transaction<'_>, run: uuid::Uuid) -> Result<std::time::Duration, StoreError> {
+    let row = query_opt(tx, "SELECT created_at FROM runs WHERE id = $1", &[&run]).await?;
+    let created: i64 = row.map_or(0, |row| row.get(0));
+    let micros = Timestamp::now().0.saturating_sub(created);
+    Ok(std::time::Duration::from_micros(
+        u64::try_from(micros).unwrap_or(0),
+    ))
+}
+
+/// How many more tasks each concurrency limit lets start: `(kind, name)` -> room. The
+/// limits are counted under their rows' locks, so claimers of limited work take turns and
+/// two of them never both take the last slot.
+async fn room_left(
+    tx: &Transaction<'_>,
+) -> Result<std::collections::HashMap<(String, String), i64>, StoreError> {
+    let limits = query(
+        tx,
+        "SELECT kind, name, max FROM limits ORDER BY kind, name FOR UPDATE",
+        &[],
+    )
+    .await?;
+    let mut room: std::collections::HashMap<(String, String), i64> = limits
+        .iter()
+        .map(|row| ((row.get(0), row.get(1)), i64::from(row.get::<_, i32>(2))))
+        .collect();
+    if !room.is_empty() {
+        let busy = query(
+            tx,
+            "SELECT step, workflow FROM tasks WHERE expires_at > clock_timestamp()",
+            &[],
+        )
+        .await?;
+        for row in &busy {
+            for key in [("step", row.get::<_, String>(0)), ("workflow", row.get(1))] {
+                if let Some(left) = room.get_mut(&(key.0.to_owned(), key.1)) {
+                    *left -= 1;
+                }
+            }
+        }
+    }
+    Ok(room)
+}
+
+/// Takes the chosen tasks under new leases.
+async fn take(
+    tx: &Transaction<'_>,
+    (runs, nodes): (Vec<uuid::Uuid>, Vec<String>),
+    owner: &str,
+    lease: std::time::Duration,
+) -> Result<Vec<Claim>, StoreError> {
+    let claimed = query(
+        tx,
+        "UPDATE tasks t SET lease = nextval('task_leases'), owner = $3,
+             expires_at = clock_timestamp() + $4 * INTERVAL '1 millisecond',
+             claims = t.claims + 1
+         FROM UNNEST($1::UUID[], $2::TEXT[]) AS c (run_id, node)
+         WHERE t.run_id = c.run_id AND t.node = c.node
+         RETURNING t.run_id, t.node, t.workflow, t.lease, t.claims,
+             EXTRACT(EPOCH FROM clock_timestamp() - t.ready_at)::FLOAT8",
+        &[&runs, &nodes, &owner, &millis(lease)],
+    )
+    .await?;
+    claimed
+        .iter()
+        .map(|row| {
+            let lease: i64 = row.get(3);
+            let waited: f64 = row.get(5);
+            Ok(Claim {
+                run: RunId::from_uuid(row.get(0)),
+                node: row.get(1),
+                workflow: row.get(2),
+                lease: u64::try_from(lease)
+                    .map_err(|_| StoreError::Corrupt(format!("lease {lease}")))?,
+                claims: u32_of(row.get(4))?,
+                waited: std::time::Duration::from_secs_f64(waited.max(0.0)),
+            })
+        })
+        .collect()
+}
+
+/// Records how a run ended, from a task that ended it; its other tasks are dropped.
+async fn end_run(
+    tx: &Transaction<'_>,
+    mut head: Head,
+    run: RunId,
+    (status, output, error): (RunStatus, Option<serde_json::Value>, Option<String>),
+    events: &[Event],
+) -> Result<(), StoreError> {
+    head.insert_events(tx, run, events).await?;
+    exec(tx, "DELETE FROM tasks WHERE run_id = $1", &[&head.id]).await?;
+    exec(tx, "DELETE FROM interrupts WHERE run_id = $1", &[&head.id]).await?;
+    exec(
+        tx,
+        "UPDATE runs SET status = $2, output = $3, error = $4, next_seq = $5, updated_at = $6
+         WHERE id = $1",
+        &[
+            &head.id,
+            &status.as_str(),
+            &output,
+            &error,
+            &seq(head.next_seq)?,
+            &Timestamp::now().0,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// After a task of a run was recorded: when nothing of the run is queued or in flight, it
+/// waits at its pause, or every node has completed or was skipped and the task that
+/// computes its output is queued.
+async fn after_task(tx: &Transaction<'_>, head: &mut Head, run: RunId) -> Result<(), StoreError> {
+    let left = query_opt(
+        tx,
+        "SELECT 1 FROM tasks WHERE run_id = $1 LIMIT 1",
+        &[&head.id],
+    )
+    .await?;
+    if left.is_some() {
+        return Ok(());
+    }
+    let waiting = query_opt(
+        tx,
+        "SELECT node FROM interrupts WHERE run_id = $1",
+        &[&head.id],
+    )
+    .await?;
+    if let Some(row) = waiting {
+        let at = run_age(tx, head.id).await?;
+        let event = Event {
+            seq: head.next_seq,
+            at,
+            kind: crate::events::EventKind::RunWaiting {
+                node: row.get::<_, String>(0).into(),
+                duration: at,
+            },
+        };
+        head.insert_events(tx, run, &[event]).await?;
+        head.status = RunStatus::Waiting;
+        return Ok(());
+    }
+    let finish = Task {
+        node: super::FINISH.to_owned(),
+        step: String::new(),
+    };
+    enqueue(tx, head.id, &[finish]).await
+}
+
+impl TaskQueue for PostgresStore {
+    fn submit(&self, run: RunRecord, ready: Vec<Task>, events: Vec<Event>) -> StoreFuture<'_, ()> {
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                let id = run.id;
+                insert_run(tx, &run).await?;
+                let mut head = Head::open(tx, id).await?;
+                head.insert_events(tx, id, &renumber(&head, events)).await?;
+                head.save(tx).await?;
+                enqueue(tx, uuid(id), &ready).await
+            })
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        workflows: &'a [(String, String)],
+        owner: &'a str,
+        max: usize,
+        lease: std::time::Duration,
+    ) -> StoreFuture<'a, Vec<Claim>> {
+        // The transaction's future borrows nothing of the caller's.
+        let (workflows, owner) = (workflows.to_vec(), owner.to_owned());
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                let owner = owner.as_str();
+                if max == 0 || workflows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let names: Vec<&str> = workflows.iter().map(|(n, _)| n.as_str()).collect();
+                let hashes: Vec<&str> = workflows.iter().map(|(_, h)| h.as_str()).collect();
+                let mut room = room_left(tx).await?;
+                let full = |kind: &str| -> Vec<String> {
+                    room.iter()
+                        .filter(|((k, _), left)| k == kind && **left <= 0)
+                        .map(|((_, name), _)| name.clone())
+                        .collect()
+                };
+                let (full_steps, full_workflows) = (full("step"), full("workflow"));
+                let limit = i64::try_from(max.saturating_mul(2)).unwrap_or(i64::MAX);
+                let rows = query(
+                    tx,
+                    "SELECT t.run_id, t.node, t.step, t.workflow FROM tasks t
+                     JOIN UNNEST($1::TEXT[], $2::TEXT[]) AS w (name, hash)
+                         ON t.workflow = w.name AND t.graph_hash = w.hash
+                     WHERE (t.expires_at IS NULL OR t.expires_at < clock_timestamp())
+                         AND t.step <> ALL($3) AND t.workflow <> ALL($4)
+                     ORDER BY t.ready_at
+                     LIMIT $5
+                     FOR UPDATE OF t SKIP LOCKED",
+                    &[&names, &hashes, &full_steps, &full_workflows, &limit],
+                )
+                .await?;
+                let mut runs = Vec::new();
+                let mut nodes = Vec::new();
+                for row in &rows {
+                    if runs.len() == max {
+                        break;
+                    }
+                    let step: String = row.get(2);
+                    let workflow: String = row.get(3);
+                    let keys = [("step".to_owned(), step), ("workflow".to_owned(), workflow)];
+                    if keys
+                        .iter()
+                        .any(|key| room.get(key).is_some_and(|&left| left <= 0))
+                    {
+                        continue;
+                    }
+                    for key in &keys {
+                        if let Some(left) = room.get_mut(key) {
+                            *left -= 1;
+                        }
+                    }
+                    runs.push(row.get::<_, uuid::Uuid>(0));
+                    nodes.push(row.get::<_, String>(1));
+                }
+                if runs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                take(tx, (runs, nodes), owner, lease).await
+            })
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        leases: &'a [u64],
+        lease: std::time::Duration,
+    ) -> StoreFuture<'a, Vec<u64>> {
+        let leases = leases.to_vec();
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                if leases.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let held: Vec<i64> = leases
+                    .iter()
+                    .filter_map(|&l| i64::try_from(l).ok())
+                    .collect();
+                let rows = query(
+                    tx,
+                    "UPDATE tasks SET expires_at = clock_timestamp() + $2 * INTERVAL '1 millisecond'
+                     WHERE lease = ANY($1) AND expires_at > clock_timestamp()
+                     RETURNING lease",
+                    &[&held, &millis(lease)],
+                )
+                .await?;
+                Ok(rows
+                    .iter()
+                    .filter_map(|row| u64::try_from(row.get::<_, i64>(0)).ok())
+                    .collect())
+            })
+        })
+    }
+
+    fn complete<'a>(&'a self, claim: &'a Claim, result: TaskResult) -> StoreFuture<'a, ()> {
+        let claim = claim.clone();
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                let claim = &claim;
+                let run = claim.run;
+                let mut head = Head::load(tx, run).await?;
+                let lease = i64::try_from(claim.lease).unwrap_or(i64::MAX);
+                // The fence: the task must still be held under this claim's lease. (A lease
+                // that has expired but that nobody took over is still good.)
+                let removed = exec(
+                    tx,
+                    "DELETE FROM tasks WHERE run_id = $1 AND node = $2 AND lease = $3",
+                    &[&head.id, &claim.node, &lease],
+                )
+                .await?;
+                if removed == 0 {
+                    return Err(StoreError::LeaseLost {
+                        run,
+                        node: claim.node.clone(),
+                    });
+                }
+                if head.status.is_final() {
+                    return Err(StoreError::Ended(run));
+                }
+                let TaskResult {
+                    checkpoint,
+                    skipped,
+                    pause,
+                    candidates,
+                    end,
+                    events,
+                } = result;
+                let events = renumber(&head, events);
+                if let Some(end) = end {
+                    return end_run(tx, head, run, end, &events).await;
+                }
+                if let Some(checkpoint) = checkpoint {
+                    head.insert_checkpoints(tx, run, vec![checkpoint]).await?;
+                }
+                if !skipped.is_empty() {
+                    exec(
+                        tx,
+                        "INSERT INTO skipped (run_id, node) SELECT $1, n FROM UNNEST($2::TEXT[]) AS s (n)
+                         ON CONFLICT DO NOTHING",
+                        &[&head.id, &skipped],
+                    )
+                    .await?;
+                }
+                head.insert_events(tx, run, &events).await?;
+                if let Some(pause) = pause {
+                    // The first pause is the one answered first; a later one asks again
+                    // after it.
+                    exec(
+                        tx,
+                        "INSERT INTO interrupts (run_id, node, request, created_at)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (run_id) DO NOTHING",
+                        &[&head.id, &pause.node, &pause.request, &pause.created_at.0],
+                    )
+                    .await?;
+                }
+                let ready = ready_candidates(tx, head.id, candidates).await?;
+                enqueue(tx, head.id, &ready).await?;
+                after_task(tx, &mut head, run).await?;
+                head.save(tx).await
+            })
+        })
+    }
+
+    fn set_limits(&self, limits: Vec<Limit>) -> StoreFuture<'_, ()> {
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                // Workers starting together write the same limits: one at a time.
+                exec(tx, "SELECT pg_advisory_xact_lock(7720420)", &[]).await?;
+                exec(tx, "DELETE FROM limits", &[]).await?;
+                for limit in &limits {
+                    let (kind, name, max) = limit.parts();
+                    let max = i32::try_from(max).unwrap_or(i32::MAX);
+                    exec(
+                        tx,
+                        "INSERT INTO limits (kind, name, max) VALUES ($1, $2, $3)",
+                        &[&kind, &name, &max],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn pending(&self) -> StoreFuture<'_, u64> {
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                let row = query_opt(tx, "SELECT COUNT(*) FROM tasks", &[]).await?;
+                let count: i64 = row.map_or(0, |row| row.get(0));
+                Ok(u64::try_from(count).unwrap_or(0))
             })
         })
     }

@@ -1,0 +1,617 @@
+//! Worker processes that share one database: any number of them, on any number of
+//! machines, run the nodes of the runs submitted to it.
+//!
+//! A run submitted with [`Durable::submit`] is stored with its first ready nodes as tasks
+//! in the store's queue ([`TaskQueue`], which [`PostgresStore`](crate::store::PostgresStore)
+//! implements). A [`Worker`] claims ready tasks (`FOR UPDATE SKIP LOCKED`) under a lease
+//! that it renews while the node runs, runs the node from its stored inputs, and records the
+//! node's checkpoint and events in one transaction that also queues the nodes that became
+//! ready, only if the task is still held under the same lease (a fenced write). A worker
+//! that dies loses its leases when they expire, and another one takes its nodes over: a
+//! completed node never runs again; a node in flight on the dead worker runs again
+//! (at least once, as after a crash of a single process). When every node has completed,
+//! one more task computes the run's output and ends it.
+//!
+//! Concurrency limits ([`Limit`]) hold across every worker: at most so many tasks of a
+//! step, or of a workflow, in flight at once in the whole cluster.
+//!
+//! Dataflow workflows run on workers; a state graph (one node at a time by nature) runs in
+//! the process that starts it.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use workflow::prelude::*;
+//! use workflow::store::{Limit, PostgresStore};
+//! use workflow::worker::Worker;
+//!
+//! #[step]
+//! fn double(x: &u32) -> u32 {
+//!     x * 2
+//! }
+//!
+//! workflow! {
+//!     Double(x: u32) -> u32 {
+//!         let y = double(x);
+//!         y
+//!     }
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), RunError> {
+//! let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/test").await?;
+//! // Any process submits runs...
+//! let id = Durable::new(Double::new(), store.clone()).submit(21).await?;
+//! // ...and any number of processes work on them.
+//! Worker::new(store)
+//!     .workflow(Double::new())
+//!     .concurrency(8)
+//!     .lease(Duration::from_secs(10))
+//!     .limit(Limit::Step("double".into(), 4))
+//!     .run_until(tokio::signal::ctrl_c())
+//!     .await?;
+//! # let _ = id;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::cache::NodeCache;
+use crate::durable::{Durable, DynDurable};
+use crate::events::{EventKind, EventLog};
+use crate::graph::{Graph, NodeId};
+use crate::private::{Compiled, Persist, PersistNodes};
+
+use crate::run::{self, NodeOutcome, RunError, RunOptions};
+use crate::step::StepError;
+use crate::store::{
+    Candidate, Claim, FINISH, Interrupt, Limit, RunStatus, Store, StoreError, Task, TaskQueue,
+    TaskResult, Timestamp,
+};
+
+/// A claimed task, as a worker hands it to the workflow's generated code. Not a public
+/// API: `workflow!` passes it through.
+#[doc(hidden)]
+pub struct WorkTask {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) claim: Claim,
+}
+
+/// The future [`Persist::work`] returns.
+#[doc(hidden)]
+pub type WorkFuture = Pin<Box<dyn Future<Output = Result<(), RunError>> + Send>>;
+
+/// The store's queue, or the error for a store without one.
+pub(crate) fn queue_of(store: &dyn Store) -> Result<&dyn TaskQueue, RunError> {
+    store.queue().ok_or_else(|| {
+        RunError::Unsupported(
+            "this store has no work queue: workers share a PostgreSQL store (`PostgresStore`)"
+                .to_owned(),
+        )
+    })
+}
+
+/// The first tasks of a new run of a dataflow graph: its nodes without inputs from other
+/// nodes (or, for a graph without nodes, the task that ends it).
+pub(crate) fn first_tasks(graph: &'static Graph) -> Vec<Task> {
+    let tasks: Vec<Task> = graph
+        .nodes
+        .iter()
+        .filter(|node| node.deps.is_empty())
+        .map(|node| Task {
+            node: node.name.to_owned(),
+            step: node.step.to_owned(),
+        })
+        .collect();
+    if tasks.is_empty() {
+        return vec![finish_task()];
+    }
+    tasks
+}
+
+fn finish_task() -> Task {
+    Task {
+        node: FINISH.to_owned(),
+        step: String::new(),
+    }
+}
+
+/// The dependents of `node` as candidates: each becomes ready when its inputs exist.
+fn candidates(graph: &'static Graph, nodes: impl IntoIterator<Item = NodeId>) -> Vec<Candidate> {
+    nodes
+        .into_iter()
+        .map(|node| {
+            let def = graph.node(node);
+            let name = |id: &NodeId| graph.node(*id).name.to_owned();
+            Candidate {
+                task: Task {
+                    node: def.name.to_owned(),
+                    step: def.step.to_owned(),
+                },
+                needs: def
+                    .deps
+                    .iter()
+                    .filter(|dep| !def.optional.contains(dep))
+                    .map(name)
+                    .collect(),
+                reads_if_present: def.optional.iter().map(name).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The result of a task that ends the run with `error`.
+fn failed(log: &EventLog, error: &RunError) -> TaskResult {
+    run::emit_failure(log, error);
+    TaskResult {
+        end: Some((RunStatus::Failed, None, Some(error.to_string()))),
+        events: log.since(0),
+        ..TaskResult::default()
+    }
+}
+
+/// How a workflow's input comes from JSON and its output goes to JSON.
+#[doc(hidden)]
+pub type Codec<I, O> = (
+    fn(serde_json::Value) -> Result<I, StepError>,
+    fn(&O) -> Result<serde_json::Value, StepError>,
+);
+
+/// Runs a claimed task of a dataflow workflow and records its result (what
+/// [`Persist::work`] does for one).
+#[doc(hidden)]
+pub fn work_dataflow<W: Compiled + PersistNodes>(
+    ctx: Arc<W::Context>,
+    options: RunOptions,
+    task: WorkTask,
+    (load_input, save_output): Codec<W::Input, W::Output>,
+) -> WorkFuture {
+    Box::pin(async move {
+        let WorkTask { store, claim } = task;
+        let queue = queue_of(&*store)?;
+        let graph = W::graph();
+        let record = store.run(claim.run).await?;
+        // Event times count from the run's creation, whichever process records them.
+        let age = Timestamp::now().0.saturating_sub(record.created_at.0);
+        let offset = Duration::from_micros(u64::try_from(age).unwrap_or(0));
+        let log = Arc::new(EventLog::resumed(claim.run.to_string().into(), 0, offset));
+        let input_json = record.input.clone();
+        let result = match load_input(record.input) {
+            Err(error) => failed(
+                &log,
+                &RunError::Decode {
+                    what: format!("the stored input of run {}", claim.run),
+                    error: error.to_string(),
+                },
+            ),
+            Ok(input) => {
+                let run = W::new_run(ctx, input);
+                let node = graph.find(&claim.node);
+                let checkpoints = store.checkpoints(claim.run).await?;
+                let mut restore_error = None;
+                for checkpoint in checkpoints {
+                    let Some(done) = graph.find(&checkpoint.node) else {
+                        continue;
+                    };
+                    // A node needs only its inputs; the run's end needs every output.
+                    if node.is_some_and(|node| !graph.node(node).deps.contains(&done)) {
+                        continue;
+                    }
+                    if let Err(error) = W::restore_node(&run, done, checkpoint.output) {
+                        restore_error.get_or_insert(RunError::Decode {
+                            what: format!("the checkpoint of node `{}`", checkpoint.node),
+                            error: error.to_string(),
+                        });
+                    }
+                }
+                match (restore_error, node) {
+                    (Some(error), _) => failed(&log, &error),
+                    (None, None) if claim.node == FINISH => finish::<W>(run, &log, save_output),
+                    (None, None) => failed(
+                        &log,
+                        &RunError::Internal(format!(
+                            "the queue holds node `{}`, which is not a node of `{}`",
+                            claim.node, graph.name
+                        )),
+                    ),
+                    (None, Some(node)) => {
+                        let cache = Arc::new(NodeCache {
+                            store: Arc::clone(&store),
+                            input: input_json,
+                            save: W::save_node,
+                            restore: W::restore_node,
+                        });
+                        let span = tracing::info_span!(
+                            "workflow.task",
+                            run = %claim.run,
+                            workflow = graph.name,
+                            node = graph.node(node).name,
+                            claims = claim.claims,
+                        );
+                        let outcome = tracing::Instrument::instrument(
+                            run::one_node::<W>(
+                                Arc::new(run),
+                                node,
+                                Arc::clone(&log),
+                                options.run_seed(),
+                                cache,
+                            ),
+                            span,
+                        )
+                        .await;
+                        node_result(graph, node, outcome, &log)
+                    }
+                }
+            }
+        };
+        queue.complete(&claim, result).await?;
+        Ok(())
+    })
+}
+
+/// What the store records for a node's outcome.
+fn node_result(
+    graph: &'static Graph,
+    node: NodeId,
+    outcome: NodeOutcome,
+    log: &EventLog,
+) -> TaskResult {
+    match outcome {
+        NodeOutcome::Done(checkpoint) => TaskResult {
+            checkpoint: Some(checkpoint),
+            candidates: candidates(graph, graph.node(node).dependents.iter().copied()),
+            events: log.since(0),
+            ..TaskResult::default()
+        },
+        NodeOutcome::Skipped => {
+            let mut skipped = vec![false; graph.nodes.len()];
+            let mut readers = Vec::new();
+            run::skip_downstream(graph, node, log, &mut skipped, |reader| {
+                readers.push(reader);
+            });
+            readers.retain(|reader| !skipped[reader.0]);
+            readers.dedup();
+            TaskResult {
+                skipped: (0..graph.nodes.len())
+                    .filter(|&i| skipped[i])
+                    .map(|i| graph.nodes[i].name.to_owned())
+                    .collect(),
+                candidates: candidates(graph, readers),
+                events: log.since(0),
+                ..TaskResult::default()
+            }
+        }
+        NodeOutcome::Paused(request) => TaskResult {
+            pause: Some(Interrupt {
+                node: graph.node(node).name.to_owned(),
+                request,
+                created_at: Timestamp::now(),
+            }),
+            events: log.since(0),
+            ..TaskResult::default()
+        },
+        NodeOutcome::Failed(error) => failed(log, &error),
+    }
+}
+
+/// The task that ends a run whose nodes have all completed: its output.
+fn finish<W: Compiled>(
+    run: W::Run,
+    log: &EventLog,
+    save_output: fn(&W::Output) -> Result<serde_json::Value, StepError>,
+) -> TaskResult {
+    let Some(output) = W::output(run) else {
+        return failed(
+            log,
+            &RunError::Internal("the run ended without its output".to_owned()),
+        );
+    };
+    match save_output(&output) {
+        Ok(json) => {
+            log.emit(EventKind::RunFinished {
+                duration: log.elapsed(),
+            });
+            TaskResult {
+                end: Some((RunStatus::Succeeded, Some(json), None)),
+                events: log.since(0),
+                ..TaskResult::default()
+            }
+        }
+        Err(error) => failed(
+            log,
+            &RunError::Decode {
+                what: "the run's output".to_owned(),
+                error: error.to_string(),
+            },
+        ),
+    }
+}
+
+/// What a worker did, since it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Tasks whose results it recorded.
+    pub completed: u64,
+    /// Tasks it claimed that another worker had held before (whose lease had expired).
+    pub taken_over: u64,
+    /// Tasks whose lease it lost before recording them: their results were not recorded.
+    pub lost: u64,
+    /// Tasks that failed to record for another reason (the store failed, the run had
+    /// ended): they stay queued, and run again once their lease expires.
+    pub errors: u64,
+    /// For every task it claimed for the first time: how long the task had waited from
+    /// becoming ready to the claim (by the database's clock).
+    pub waits: Vec<Duration>,
+}
+
+/// A worker: claims the ready nodes of submitted runs of its workflows from a shared store
+/// and runs them. Start as many as needed, in as many processes and machines as needed.
+/// See the [module](self) documentation.
+pub struct Worker {
+    store: Arc<dyn Store>,
+    workflows: Vec<Arc<dyn DynDurable>>,
+    name: String,
+    concurrency: usize,
+    lease: Duration,
+    renew_every: Option<Duration>,
+    poll_every: Duration,
+    limits: Vec<Limit>,
+    stats: Arc<Mutex<WorkerStats>>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("name", &self.name)
+            .field("concurrency", &self.concurrency)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker on `store` (it must have a work queue: a
+    /// [`PostgresStore`](crate::store::PostgresStore)), with no workflows yet.
+    pub fn new(store: impl Store) -> Self {
+        Self::with_shared_store(Arc::new(store))
+    }
+
+    /// A worker on a store the program shares with other parts of it.
+    pub fn with_shared_store(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            workflows: Vec::new(),
+            name: format!("{}/{}", hostname(), std::process::id()),
+            concurrency: 16,
+            lease: Duration::from_secs(30),
+            renew_every: None,
+            poll_every: Duration::from_millis(100),
+            limits: Vec::new(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Runs the nodes of `workflow`'s runs (with its context and run options), on this
+    /// worker's store.
+    #[must_use]
+    pub fn workflow<W: Persist<()>>(mut self, workflow: W) -> Self {
+        let durable = Durable::with_shared_store(workflow, Arc::clone(&self.store));
+        self.workflows.push(Arc::new(durable));
+        self
+    }
+
+    /// The worker's name in the queue (who holds a task): `host/pid` unless set.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How many nodes it runs at once, at most (16 unless set; at least 1).
+    #[must_use]
+    pub fn concurrency(mut self, tasks: usize) -> Self {
+        self.concurrency = tasks.max(1);
+        self
+    }
+
+    /// How long a claim holds a task without being renewed (30 s unless set): when a
+    /// worker dies, its nodes run elsewhere this long after its last renewal.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How often it renews the leases of the nodes it runs (a third of the lease unless
+    /// set).
+    #[must_use]
+    pub fn renew_every(mut self, every: Duration) -> Self {
+        self.renew_every = Some(every);
+        self
+    }
+
+    /// How long it waits before looking again when the queue had nothing for it (100 ms
+    /// unless set). It looks again at once whenever one of its tasks ends.
+    #[must_use]
+    pub fn poll_every(mut self, every: Duration) -> Self {
+        self.poll_every = every;
+        self
+    }
+
+    /// A concurrency limit for the whole cluster, written to the store when the worker
+    /// starts (with the others set on this worker, replacing those stored: give every
+    /// worker the same ones).
+    #[must_use]
+    pub fn limit(mut self, limit: Limit) -> Self {
+        self.limits.push(limit);
+        self
+    }
+
+    /// What the worker has done so far; the handle stays valid while and after it runs.
+    pub fn stats(&self) -> WorkerStatsHandle {
+        WorkerStatsHandle(Arc::clone(&self.stats))
+    }
+
+    /// Works until `shutdown` completes, then claims nothing more and returns once the
+    /// nodes it runs have ended and been recorded. A store that fails is retried after
+    /// the poll interval; the worker does not stop for it.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Unsupported`] when the store has no work queue, or a workflow is a
+    /// state graph; [`RunError::Store`] when the limits cannot be written.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = impl Sized>,
+    ) -> Result<(), RunError> {
+        let queue = queue_of(&*self.store)?;
+        if let Some(graph) = self
+            .workflows
+            .iter()
+            .map(|w| w.graph())
+            .find(|g| g.state_graph().is_some())
+        {
+            return Err(RunError::Unsupported(format!(
+                "`{}` is a state graph, which runs in the process that starts it: workers run dataflow workflows",
+                graph.name
+            )));
+        }
+        if !self.limits.is_empty() {
+            queue.set_limits(self.limits.clone()).await?;
+        }
+        let by_name: HashMap<&str, Arc<dyn DynDurable>> = self
+            .workflows
+            .iter()
+            .map(|w| (w.graph().name, Arc::clone(w)))
+            .collect();
+        let names: Vec<(String, String)> = self
+            .workflows
+            .iter()
+            .map(|w| (w.graph().name.to_owned(), w.graph().structural_hash()))
+            .collect();
+        let renew_every = self.renew_every.unwrap_or(self.lease / 3);
+        let mut renew = tokio::time::interval(renew_every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tasks: JoinSet<(u64, Result<(), RunError>)> = JoinSet::new();
+        let mut held: HashMap<u64, tokio::task::AbortHandle> = HashMap::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut stopping = false;
+        loop {
+            let room = self.concurrency - tasks.len();
+            let mut drained = true;
+            if room > 0 && !stopping {
+                match queue.claim(&names, &self.name, room, self.lease).await {
+                    Ok(claims) => {
+                        drained = claims.len() < room;
+                        for claim in claims {
+                            self.note_claim(&claim);
+                            let Some(durable) = by_name.get(claim.workflow.as_str()) else {
+                                continue;
+                            };
+                            let durable = Arc::clone(durable);
+                            let lease = claim.lease;
+                            let handle =
+                                tasks.spawn(async move { (lease, durable.work(claim).await) });
+                            held.insert(lease, handle);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(worker = %self.name, %error, "cannot claim tasks");
+                    }
+                }
+            }
+            if stopping && tasks.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = &mut shutdown, if !stopping => stopping = true,
+                Some(joined) = tasks.join_next() => {
+                    if let Ok((lease, result)) = joined {
+                        held.remove(&lease);
+                        self.note_result(result);
+                    }
+                }
+                _ = renew.tick(), if !held.is_empty() => {
+                    let leases: Vec<u64> = held.keys().copied().collect();
+                    match queue.renew(&leases, self.lease).await {
+                        Ok(kept) => {
+                            // A task whose lease is gone runs elsewhere now: stop it here.
+                            for lease in leases.into_iter().filter(|l| !kept.contains(l)) {
+                                if let Some(handle) = held.remove(&lease) {
+                                    handle.abort();
+                                    self.lock().lost += 1;
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(worker = %self.name, %error, "cannot renew leases");
+                        }
+                    }
+                }
+                () = tokio::time::sleep(self.poll_every), if drained && room > 0 && !stopping => {}
+                else => {}
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WorkerStats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn note_claim(&self, claim: &Claim) {
+        let mut stats = self.lock();
+        if claim.claims > 1 {
+            stats.taken_over += 1;
+        } else {
+            stats.waits.push(claim.waited);
+        }
+    }
+
+    fn note_result(&self, result: Result<(), RunError>) {
+        let mut stats = self.lock();
+        match result {
+            Ok(()) => stats.completed += 1,
+            Err(RunError::Store(StoreError::LeaseLost { run, node })) => {
+                tracing::warn!(worker = %self.name, %run, node, "lease lost: result dropped");
+                stats.lost += 1;
+            }
+            Err(error) => {
+                tracing::warn!(worker = %self.name, %error, "task not recorded");
+                stats.errors += 1;
+            }
+        }
+    }
+}
+
+/// Reads a [`Worker`]'s [`WorkerStats`].
+#[derive(Clone, Debug)]
+pub struct WorkerStatsHandle(Arc<Mutex<WorkerStats>>);
+
+impl WorkerStatsHandle {
+    /// The figures so far.
+    pub fn get(&self) -> WorkerStats {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// This machine's name, for worker names.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "worker".to_owned())
+}
