@@ -534,21 +534,30 @@ impl Worker {
             }
             tokio::select! {
                 _ = &mut shutdown, if !stopping => stopping = true,
-                Some(joined) = tasks.join_next() => {
-                    if let Ok((lease, result)) = joined {
+                Some(joined) = tasks.join_next() => match joined {
+                    Ok((lease, result)) => {
                         held.remove(&lease);
                         self.note_result(result);
                     }
-                }
+                    // Stopped because its lease was lost (see below).
+                    Err(error) if error.is_cancelled() => self.lock().lost += 1,
+                    Err(error) => {
+                        tracing::error!(worker = %self.name, %error, "a task panicked");
+                        self.lock().errors += 1;
+                    }
+                },
                 _ = renew.tick(), if !held.is_empty() => {
                     let leases: Vec<u64> = held.keys().copied().collect();
                     match queue.renew(&leases, self.lease).await {
                         Ok(kept) => {
                             // A task whose lease is gone runs elsewhere now: stop it here.
+                            // (One that has just recorded its result is gone from the
+                            // queue too; it is not stopped, and counts as completed.)
                             for lease in leases.into_iter().filter(|l| !kept.contains(l)) {
-                                if let Some(handle) = held.remove(&lease) {
+                                if let Some(handle) = held.remove(&lease)
+                                    && !handle.is_finished()
+                                {
                                     handle.abort();
-                                    self.lock().lost += 1;
                                 }
                             }
                         }

@@ -1406,19 +1406,33 @@ impl TaskQueue for PostgresStore {
     fn set_limits(&self, limits: Vec<Limit>) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| {
             Box::pin(async move {
-                // Workers starting together write the same limits: one at a time.
+                // Workers starting together write the same limits: one at a time. A limit
+                // that stays is updated in place, never deleted and inserted again: a
+                // claimer that waits for its row's lock then still sees it.
                 exec(tx, "SELECT pg_advisory_xact_lock(7720420)", &[]).await?;
-                exec(tx, "DELETE FROM limits", &[]).await?;
+                let (mut kinds, mut names, mut maxes) = (Vec::new(), Vec::new(), Vec::new());
                 for limit in &limits {
                     let (kind, name, max) = limit.parts();
-                    let max = i32::try_from(max).unwrap_or(i32::MAX);
-                    exec(
-                        tx,
-                        "INSERT INTO limits (kind, name, max) VALUES ($1, $2, $3)",
-                        &[&kind, &name, &max],
-                    )
-                    .await?;
+                    kinds.push(kind);
+                    names.push(name);
+                    maxes.push(i32::try_from(max).unwrap_or(i32::MAX));
                 }
+                exec(
+                    tx,
+                    "DELETE FROM limits l WHERE NOT EXISTS (
+                         SELECT 1 FROM UNNEST($1::TEXT[], $2::TEXT[]) AS n (kind, name)
+                         WHERE n.kind = l.kind AND n.name = l.name)",
+                    &[&kinds, &names],
+                )
+                .await?;
+                exec(
+                    tx,
+                    "INSERT INTO limits (kind, name, max)
+                     SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::INTEGER[])
+                     ON CONFLICT (kind, name) DO UPDATE SET max = EXCLUDED.max",
+                    &[&kinds, &names, &maxes],
+                )
+                .await?;
                 Ok(())
             })
         })
