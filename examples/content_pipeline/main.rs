@@ -18,6 +18,8 @@
 //! cargo run --example content_pipeline -- show <run-id>         # nodes, timings, outputs
 //! cargo run --example content_pipeline -- events <run-id>       # the event log, as JSON
 //! cargo run --example content_pipeline -- serve                 # HTTP API and web page on :8080
+//! cargo run --example content_pipeline -- --db postgres://... worker        # join the workers
+//! cargo run --example content_pipeline -- --db postgres://... submit --count 100 --wait
 //! ```
 
 mod pipeline;
@@ -147,6 +149,37 @@ struct Inspect {
 enum Command {
     #[command(flatten)]
     Runs(workflow::cli::RunsCommand),
+    /// Join the workers that run submitted runs (`--db` must be a `postgres://` URL
+    /// that every worker and submitter shares).
+    Worker {
+        #[command(flatten)]
+        args: workflow::worker::WorkerArgs,
+        /// How long each mock LLM call takes, in milliseconds.
+        #[arg(long, default_value_t = 150)]
+        latency: u64,
+        /// Append each step execution (node and run) to this file.
+        #[arg(long)]
+        journal: Option<PathBuf>,
+    },
+    /// Submit runs to the workers and print their ids; with `--wait`, wait for them to
+    /// end and print each one's status.
+    Submit {
+        /// How many runs.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// What to write about (numbered when `--count` is more than 1).
+        #[arg(long, default_value = "Rust for data teams")]
+        topic: String,
+        /// For whom.
+        #[arg(long, default_value = "engineers")]
+        audience: String,
+        /// Runs of the pipeline with an editor's review.
+        #[arg(long)]
+        review: bool,
+        /// Wait until every run has ended (or waits for its review).
+        #[arg(long)]
+        wait: bool,
+    },
     /// Serve both workflows over HTTP: the API, live events and a web page.
     Serve {
         #[command(flatten)]
@@ -167,10 +200,26 @@ async fn inspect(inspect: Inspect) -> ExitCode {
         }
     };
     let latency = match &inspect.command {
-        Command::Serve { latency, .. } => Duration::from_millis(*latency),
-        Command::Runs(_) => Duration::ZERO,
+        Command::Serve { latency, .. } | Command::Worker { latency, .. } => {
+            Duration::from_millis(*latency)
+        }
+        Command::Runs(_) | Command::Submit { .. } => Duration::ZERO,
     };
-    let ctx = Arc::new(Ctx::new(MockLlm::new().with_latency(latency)));
+    let mut ctx = Ctx::new(MockLlm::new().with_latency(latency));
+    if let Command::Worker {
+        journal: Some(path),
+        ..
+    } = &inspect.command
+    {
+        ctx = match ctx.with_journal(path) {
+            Ok(ctx) => ctx,
+            Err(error) => {
+                eprintln!("error: cannot open the journal: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+    }
+    let ctx = Arc::new(ctx);
     let result = match inspect.command {
         Command::Runs(command) => {
             let plain = Durable::with_shared_store(
@@ -185,6 +234,28 @@ async fn inspect(inspect: Inspect) -> ExitCode {
                 .execute(&*store, &workflows, &mut out)
                 .await
                 .map_err(|error| error.to_string())
+        }
+        Command::Worker { args, .. } => {
+            let worker = workflow::worker::Worker::with_shared_store(store)
+                .workflow(ContentPipeline::with_context(Arc::clone(&ctx)))
+                .workflow(ReviewedPipeline::with_context(ctx));
+            args.run(worker).await.map_err(|error| error.to_string())
+        }
+        Command::Submit {
+            count,
+            topic,
+            audience,
+            review,
+            wait,
+        } => {
+            let plain = Durable::with_shared_store(
+                ContentPipeline::with_context(Arc::clone(&ctx)),
+                Arc::clone(&store),
+            );
+            let reviewed =
+                Durable::with_shared_store(ReviewedPipeline::with_context(ctx), Arc::clone(&store));
+            let submitter: &dyn workflow::DynDurable = if review { &reviewed } else { &plain };
+            submit(&*store, submitter, count, (topic, audience), wait).await
         }
         Command::Serve { args, .. } => {
             let registry = workflow::http::Registry::with_shared_store(store)
@@ -204,6 +275,49 @@ async fn inspect(inspect: Inspect) -> ExitCode {
     }
 }
 
+/// Submits `count` runs to the workers, printing their ids; with `wait`, waits for them
+/// to end and prints each one's status.
+async fn submit(
+    store: &dyn Store,
+    workflow: &dyn workflow::DynDurable,
+    count: usize,
+    (topic, audience): (String, String),
+    wait: bool,
+) -> Result<(), String> {
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let title = if count == 1 {
+            topic.clone()
+        } else {
+            format!("{topic} #{}", i + 1)
+        };
+        let input = serde_json::json!({ "title": title, "audience": audience });
+        let id = workflow
+            .submit_json(input)
+            .await
+            .map_err(|error| error.to_string())?;
+        println!("{id}");
+        ids.push(id);
+    }
+    if !wait {
+        return Ok(());
+    }
+    for id in ids {
+        let record = loop {
+            let record = store.run(id).await.map_err(|error| error.to_string())?;
+            if record.status.is_final() || record.status == workflow::store::RunStatus::Waiting {
+                break record;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        match &record.error {
+            Some(error) => eprintln!("run {id}: {} ({error})", record.status),
+            None => eprintln!("run {id}: {}", record.status),
+        }
+    }
+    Ok(())
+}
+
 /// Whether the arguments name a run command, before or after `--db PATH`.
 fn is_run_command(mut args: impl Iterator<Item = String>) -> bool {
     while let Some(arg) = args.next() {
@@ -212,7 +326,12 @@ fn is_run_command(mut args: impl Iterator<Item = String>) -> bool {
                 args.next();
             }
             arg if arg.starts_with("--db=") => {}
-            arg => return ["runs", "show", "events", "resume", "graph", "serve"].contains(&arg),
+            arg => {
+                return [
+                    "runs", "show", "events", "resume", "graph", "serve", "worker", "submit",
+                ]
+                .contains(&arg);
+            }
         }
     }
     false

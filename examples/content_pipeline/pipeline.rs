@@ -30,7 +30,8 @@ impl Ctx {
         Self { llm, journal: None }
     }
 
-    /// Appends every step execution, one node name per line, to the file at `path`.
+    /// Appends every step execution to the file at `path`, one line each: the node's name,
+    /// then its idempotency key (`<run>/<node>`).
     pub(crate) fn with_journal(mut self, path: &std::path::Path) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -47,7 +48,9 @@ impl Ctx {
             let mut file = journal
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let _ = file.write_all(format!("{node}\n").as_bytes());
+            // The node, and the run it belongs to (`<run>/<node>`).
+            let key = workflow::idempotency_key().unwrap_or_default();
+            let _ = file.write_all(format!("{node} {key}\n").as_bytes());
         }
     }
 }

@@ -624,3 +624,122 @@ fn hostname() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "worker".to_owned())
 }
+
+/// A worker's command-line arguments, for programs that join the pool from the command
+/// line: flatten them into a clap subcommand (`Worker(WorkerArgs)`), then call
+/// [`WorkerArgs::run`].
+///
+/// ```text
+/// worker [--concurrency 16] [--lease-ms 30000] [--poll-ms 100] [--name NAME]
+///        [--limit STEP=N]... [--limit workflow:NAME=N]... [--stats]
+/// ```
+#[cfg(feature = "cli")]
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct WorkerArgs {
+    /// How many nodes this worker runs at once, at most.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// How long a claim holds a node without being renewed, in milliseconds: when a
+    /// worker dies, its nodes run elsewhere this long after.
+    #[arg(long, default_value_t = 30_000)]
+    pub lease_ms: u64,
+    /// How long to wait before looking again when nothing is ready, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub poll_ms: u64,
+    /// The worker's name in the queue (`host/pid` by default).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A limit across all workers: `STEP=N` runs at most N nodes of the step at once,
+    /// `workflow:NAME=N` at most N nodes of the workflow's runs.
+    #[arg(long = "limit", value_name = "STEP=N", value_parser = parse_limit)]
+    pub limits: Vec<Limit>,
+    /// Print what the worker did as JSON on stdout when it stops.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// Parses `STEP=N` or `workflow:NAME=N`.
+#[cfg(feature = "cli")]
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    let (name, max) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("`{text}` is not STEP=N or workflow:NAME=N"))?;
+    let max: u32 = max
+        .parse()
+        .map_err(|_| format!("`{max}` is not a number of nodes"))?;
+    match name.strip_prefix("workflow:") {
+        Some(workflow) => Ok(Limit::Workflow(workflow.to_owned(), max)),
+        None => Ok(Limit::Step(name.to_owned(), max)),
+    }
+}
+
+#[cfg(feature = "cli")]
+impl WorkerArgs {
+    /// The worker with these settings.
+    #[must_use]
+    pub fn apply(&self, mut worker: Worker) -> Worker {
+        worker = worker
+            .concurrency(self.concurrency)
+            .lease(Duration::from_millis(self.lease_ms.max(1)))
+            .poll_every(Duration::from_millis(self.poll_ms));
+        if let Some(name) = &self.name {
+            worker = worker.name(name.clone());
+        }
+        for limit in &self.limits {
+            worker = worker.limit(limit.clone());
+        }
+        worker
+    }
+
+    /// Runs `worker` with these settings until Ctrl-C or SIGTERM, then lets the nodes in
+    /// flight end; says so on `stderr`, and prints the figures if asked.
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::run_until`].
+    pub async fn run(self, worker: Worker) -> Result<(), RunError> {
+        let worker = self.apply(worker);
+        let stats = worker.stats();
+        let names: Vec<&str> = worker.workflows.iter().map(|w| w.graph().name).collect();
+        eprintln!(
+            "worker {} runs {} (Ctrl-C to stop)",
+            worker.name,
+            names.join(", ")
+        );
+        worker.run_until(stop_signal()).await?;
+        let stats = stats.get();
+        eprintln!(
+            "worker stopped: {} tasks completed, {} taken over, {} lost",
+            stats.completed, stats.taken_over, stats.lost
+        );
+        if self.stats {
+            let waits: Vec<u128> = stats.waits.iter().map(Duration::as_micros).collect();
+            let json = serde_json::json!({
+                "completed": stats.completed,
+                "taken_over": stats.taken_over,
+                "lost": stats.lost,
+                "errors": stats.errors,
+                "waits_us": waits,
+            });
+            println!("{json}");
+        }
+        Ok(())
+    }
+}
+
+/// Ctrl-C, or on Unix SIGTERM too.
+#[cfg(feature = "cli")]
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
