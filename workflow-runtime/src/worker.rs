@@ -509,7 +509,9 @@ impl Worker {
             let room = self.concurrency - tasks.len();
             let mut drained = true;
             if room > 0 && !stopping {
-                match queue.claim(&names, &self.name, room, self.lease).await {
+                let running: Vec<u64> = held.keys().copied().collect();
+                let me = (self.name.as_str(), running.as_slice());
+                match queue.claim(&names, me, room, self.lease).await {
                     Ok(claims) => {
                         drained = claims.len() < room;
                         for claim in claims {

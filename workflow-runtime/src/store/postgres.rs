@@ -1236,12 +1236,16 @@ impl TaskQueue for PostgresStore {
     fn claim<'a>(
         &'a self,
         workflows: &'a [(String, String)],
-        owner: &'a str,
+        (owner, running): (&'a str, &'a [u64]),
         max: usize,
         lease: std::time::Duration,
     ) -> StoreFuture<'a, Vec<Claim>> {
         // The transaction's future borrows nothing of the caller's.
         let (workflows, owner) = (workflows.to_vec(), owner.to_owned());
+        let running: Vec<i64> = running
+            .iter()
+            .filter_map(|&l| i64::try_from(l).ok())
+            .collect();
         self.transaction(move |tx| {
             Box::pin(async move {
                 let owner = owner.as_str();
@@ -1266,10 +1270,18 @@ impl TaskQueue for PostgresStore {
                          ON t.workflow = w.name AND t.graph_hash = w.hash
                      WHERE (t.expires_at IS NULL OR t.expires_at < clock_timestamp())
                          AND t.step <> ALL($3) AND t.workflow <> ALL($4)
+                         AND t.lease <> ALL($6)
                      ORDER BY t.ready_at
                      LIMIT $5
                      FOR UPDATE OF t SKIP LOCKED",
-                    &[&names, &hashes, &full_steps, &full_workflows, &limit],
+                    &[
+                        &names,
+                        &hashes,
+                        &full_steps,
+                        &full_workflows,
+                        &limit,
+                        &running,
+                    ],
                 )
                 .await?;
                 let mut runs = Vec::new();

@@ -91,11 +91,14 @@ pub trait TaskQueue: Send + Sync {
 
     /// Claims up to `max` ready tasks of runs of `workflows` (name and structural hash
     /// each), oldest first, for `lease` (renewed by [`TaskQueue::renew`]): tasks that
-    /// nobody holds, or whose lease has expired. Concurrency limits are respected.
+    /// nobody holds, or whose lease has expired, except those held under `running` (the
+    /// caller runs them still: it does not take its own lapsed tasks again), `claimer` being
+    /// the caller's name and those leases. Concurrency
+    /// limits are respected.
     fn claim<'a>(
         &'a self,
         workflows: &'a [(String, String)],
-        owner: &'a str,
+        claimer: (&'a str, &'a [u64]),
         max: usize,
         lease: Duration,
     ) -> StoreFuture<'a, Vec<Claim>>;
