@@ -17,6 +17,9 @@
 //! `cargo bench --bench workers` (release). Needs PostgreSQL: `WORKFLOW_PG_URL`, by default
 //! `postgres://postgres@127.0.0.1:5432/test`.
 
+// Counts of runs and steps are far below 2^52.
+#![allow(clippy::cast_precision_loss)]
+
 #[path = "../examples/content_pipeline/pipeline.rs"]
 #[allow(dead_code)]
 mod pipeline;

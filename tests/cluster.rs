@@ -10,8 +10,10 @@ mod pg;
 #[allow(dead_code)]
 mod pipeline;
 
+#[path = "support/example.rs"]
+mod example;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,22 +23,6 @@ use workflow::RunId;
 use workflow::mock::MockLlm;
 use workflow::prelude::*;
 use workflow::store::{PostgresStore, RunStatus, Store, TaskQueue as _};
-
-/// The example binary: `cargo test` builds the examples next to the test binaries.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let path = dir.join("examples").join("content_pipeline");
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test`, which builds the examples",
-        path.display()
-    );
-    path
-}
 
 /// A test's schema, and where its worker processes keep their journal.
 struct Cluster {
@@ -53,23 +39,17 @@ impl Cluster {
         Some(Self { schema, dir })
     }
 
-    /// The database URL of the test's schema, for the child processes.
-    fn url(&self) -> String {
-        let join = if self.schema.url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "{}{join}options=-c%20search_path%3D{}",
-            self.schema.url, self.schema.name
-        )
-    }
-
     /// Starts a worker process.
     fn worker(&self, name: &str, extra: &[&str]) -> Child {
-        Command::new(example())
-            .args(["--db", &self.url(), "worker", "--name", name, "--stats"])
+        Command::new(example::example())
+            .args([
+                "--db",
+                &self.schema.url_in_schema(),
+                "worker",
+                "--name",
+                name,
+                "--stats",
+            ])
             .args(["--poll-ms", "20", "--journal"])
             .arg(self.dir.join("journal"))
             .args(extra)

@@ -7,29 +7,15 @@
 //! log is gapless and every started step later succeeded or was started again. And a run
 //! waiting for an editor's review is answered by a new process.
 
+#[path = "support/example.rs"]
+mod example;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use workflow::store::{RunStatus, SqliteStore, Store};
 use workflow::{EventKind, RunId};
-
-/// The example binary: `cargo test` builds the examples next to the test binaries.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let path = dir.join("examples").join("content_pipeline");
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test`, which builds the examples",
-        path.display()
-    );
-    path
-}
 
 struct Scenario {
     dir: PathBuf,
@@ -45,7 +31,7 @@ impl Scenario {
     }
 
     fn command(&self, extra: &[&str]) -> Command {
-        let mut command = Command::new(example());
+        let mut command = Command::new(example::example());
         command
             .args(["--latency", "40", "--json", "--db"])
             .arg(self.dir.join("runs.db"))
@@ -110,7 +96,7 @@ impl Scenario {
 }
 
 fn uninterrupted() -> serde_json::Value {
-    let output = Command::new(example())
+    let output = Command::new(example::example())
         .args(["--latency", "40", "--json", "--memory"])
         .stderr(Stdio::null())
         .output()

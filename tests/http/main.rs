@@ -13,6 +13,8 @@ mod analysis;
 mod review;
 
 mod client;
+#[path = "../support/example.rs"]
+mod example;
 #[path = "../support/pg.rs"]
 mod pg;
 mod support;
@@ -721,5 +723,73 @@ async fn a_server_sharing_postgres_streams_a_run_another_process_drives() {
     let second: Arc<dyn Store> = Arc::new(schema.store().await);
     follow_a_run_another_server_drives(&first, &second).await;
     drop((first, second));
+    schema.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_submits_runs_to_a_worker_process_and_streams_its_events() {
+    let Some(schema) = pg::PgSchema::new("a_server_submits_runs_to_a_worker_process") else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(schema.store().await);
+    let server = support::start(
+        workflow::http::serve(support::registry(&store, Duration::from_millis(5)))
+            .submit_to_workers(),
+    )
+    .await;
+    // The steps run in another process: the example's `worker`.
+    let worker = std::process::Command::new(example::example())
+        .args(["--db", &schema.url_in_schema(), "worker"])
+        .args(["--latency", "30", "--poll-ms", "20"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the worker starts");
+    let started = server
+        .post("/workflows/ContentPipeline/runs", topic().to_string())
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    let events = server
+        .events(&format!("/runs/{id}/events"), None)
+        .await
+        .collect()
+        .await;
+    assert_gapless(&events);
+    let names = kinds(&events);
+    assert_eq!(names.first().map(String::as_str), Some("run_started"));
+    assert_eq!(names.last().map(String::as_str), Some("run_finished"));
+    assert_eq!(
+        names.iter().filter(|n| *n == "step_succeeded").count(),
+        8,
+        "{names:?}"
+    );
+    let data: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(data, stored_events(&store, &id).await);
+    // `?wait=true` answers once the worker has finished the run.
+    let waited = server
+        .post(
+            "/workflows/ContentPipeline/runs?wait=true",
+            topic().to_string(),
+        )
+        .await;
+    assert_eq!(waited.status, 200, "{}", waited.text);
+    assert_eq!(waited.json()["status"], "succeeded");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let _ = worker.wait_with_output();
+    // A store without a work queue cannot take submitted runs.
+    let sqlite = sqlite("submit-without-queue");
+    let server = support::start(
+        workflow::http::serve(support::registry(&sqlite, Duration::ZERO)).submit_to_workers(),
+    )
+    .await;
+    let refused = server
+        .post("/workflows/ContentPipeline/runs", topic().to_string())
+        .await;
+    assert_eq!(refused.status, 501, "{}", refused.text);
+    assert_eq!(refused.error_code(), "unsupported");
+    assert!(sqlite.runs(10).await.unwrap().is_empty(), "nothing stored");
+    drop(store);
     schema.remove().await;
 }

@@ -27,6 +27,14 @@ impl PgSchema {
             .expect("connected")
     }
 
+    /// The database URL of the schema, for child processes (its `search_path` in the
+    /// connection options).
+    #[allow(dead_code)] // not every test runs child processes
+    pub(crate) fn url_in_schema(&self) -> String {
+        let join = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{join}options=-c%20search_path%3D{}", self.url, self.name)
+    }
+
     /// Drops the schema and everything in it.
     pub(crate) async fn remove(self) {
         self.execute(&format!("DROP SCHEMA {} CASCADE", self.name))

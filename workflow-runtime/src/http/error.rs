@@ -87,6 +87,11 @@ impl From<RunError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "not_waiting", error.to_string())
             }
             RunError::Store(store) => store.into(),
+            RunError::Unsupported(_) => Self::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported",
+                error.to_string(),
+            ),
             other => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "run", other.to_string()),
         }
     }

@@ -15,7 +15,7 @@ use crate::store::{Store, StoreError};
 
 /// How often a follower looks at the store for events of a run no part of this process
 /// drives (a run in another process, or one waiting for an answer).
-const POLL: Duration = Duration::from_millis(200);
+pub(crate) const POLL: Duration = Duration::from_millis(200);
 
 /// A run this process drives: the events of its current part, and how to stop it.
 #[derive(Clone)]

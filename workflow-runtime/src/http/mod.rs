@@ -246,6 +246,7 @@ pub fn serve(registry: Registry) -> Server {
         registry,
         token: None,
         body_limit: DEFAULT_BODY_LIMIT,
+        workers: false,
     }
 }
 
@@ -256,6 +257,7 @@ pub struct Server {
     registry: Registry,
     token: Option<String>,
     body_limit: usize,
+    workers: bool,
 }
 
 impl Server {
@@ -277,6 +279,16 @@ impl Server {
         self
     }
 
+    /// Submits the runs it is asked to start to the workers sharing its store
+    /// ([`crate::worker`]) instead of running them in this process: the server only
+    /// records them, and streams their events from the store as the workers record them.
+    /// Its store must have a work queue (PostgreSQL).
+    #[must_use]
+    pub fn submit_to_workers(mut self) -> Self {
+        self.workers = true;
+        self
+    }
+
     /// The service as an axum router, to serve or to nest in a larger app.
     pub fn router(self) -> Router {
         let state = Arc::new(Shared {
@@ -285,6 +297,7 @@ impl Server {
             live: Arc::new(LiveRuns::new()),
             metrics: Metrics::new(),
             token: self.token,
+            workers: self.workers,
         });
         Router::new()
             .route("/", get(page))
@@ -373,6 +386,8 @@ struct Shared {
     live: Arc<LiveRuns>,
     metrics: Metrics,
     token: Option<String>,
+    /// Whether runs are submitted to workers rather than run here.
+    workers: bool,
 }
 
 type AppState = State<Arc<Shared>>;
@@ -444,6 +459,22 @@ impl Shared {
         let mut done = live.done;
         let _ = done.wait_for(|done| *done).await;
         Ok(Json(self.run_view(id).await?).into_response())
+    }
+
+    /// The answer to a request that submitted run `id` to the workers: at once, or once the
+    /// store says it has ended (or waits for an answer).
+    async fn answer_submitted(&self, id: RunId, wait: bool) -> Result<Response, ApiError> {
+        if !wait {
+            let body = json!({"id": id, "status": RunStatus::Running});
+            return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+        }
+        loop {
+            let status = self.store.run(id).await?.status;
+            if status.is_final() || status == RunStatus::Waiting {
+                return Ok(Json(self.run_view(id).await?).into_response());
+            }
+            tokio::time::sleep(follow::POLL).await;
+        }
     }
 }
 
@@ -586,6 +617,10 @@ async fn start_run(
     let wait = query(wait)?.wait;
     let entry = shared.registry.find(&name)?;
     let input = json_body(body)?;
+    if shared.workers {
+        let id = entry.durable.submit_json(input).await?;
+        return shared.answer_submitted(id, wait).await;
+    }
     let run = entry.durable.start_run(input).await?;
     let id = run.id();
     let live = shared.track(entry.durable.graph().name, run);
@@ -796,7 +831,7 @@ async fn metrics(State(shared): AppState) -> Result<Response, ApiError> {
 /// as a clap subcommand (`Serve(ServeArgs)`), then call [`ServeArgs::serve`].
 ///
 /// ```text
-/// serve [--addr 127.0.0.1:8080] [--token TOKEN]
+/// serve [--addr 127.0.0.1:8080] [--token TOKEN] [--workers]
 /// ```
 #[cfg(feature = "cli")]
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
@@ -807,6 +842,10 @@ pub struct ServeArgs {
     /// A bearer token every request must carry (`Authorization: Bearer <token>`).
     #[arg(long, env = "WORKFLOW_TOKEN")]
     pub token: Option<String>,
+    /// Submit runs to the workers sharing the database (`worker`) instead of running them
+    /// in this process.
+    #[arg(long)]
+    pub workers: bool,
 }
 
 #[cfg(feature = "cli")]
@@ -820,6 +859,9 @@ impl ServeArgs {
         let mut server = serve(registry);
         if let Some(token) = self.token {
             server = server.token(token);
+        }
+        if self.workers {
+            server = server.submit_to_workers();
         }
         let listening = server.bind(&self.addr).await?;
         eprintln!("serving on http://{}/", listening.local_addr());
