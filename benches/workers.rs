@@ -4,7 +4,9 @@
 //!
 //! For each pool size, in a schema of its own:
 //! - **throughput**: `WORKER_RUNS` runs (500 by default) are submitted, then the workers
-//!   start; node steps per second from their start to the last run's end;
+//!   start (16 nodes at once each); node steps per second from their start to the last
+//!   run's end; once with LLM calls that answer at once (coordination alone), once with
+//!   LLM calls of 50 ms (steps that wait on the outside, as real ones do);
 //! - **latency**: with the workers idle, runs are submitted one every 20 ms; for every task
 //!   the time from its becoming ready (its inputs committed) to a worker claiming it, by
 //!   the database's clock: median and 99th percentile. A run's first nodes wait for a
@@ -45,7 +47,12 @@ fn url() -> String {
 }
 
 fn ctx() -> Arc<Ctx> {
-    Arc::new(Ctx::new(MockLlm::new()))
+    ctx_with(Duration::ZERO)
+}
+
+/// A context whose mock LLM calls take `latency`.
+fn ctx_with(latency: Duration) -> Arc<Ctx> {
+    Arc::new(Ctx::new(MockLlm::new().with_latency(latency)))
 }
 
 fn topic(i: usize) -> Topic {
@@ -55,13 +62,18 @@ fn topic(i: usize) -> Topic {
     }
 }
 
-/// A child process: a worker in `schema` until SIGTERM; then its waits, in µs, on stdout.
+/// A child process: a worker in `schema` until SIGTERM (its LLM calls taking
+/// `WORKFLOW_BENCH_LATENCY_MS`); then its waits, in µs, on stdout.
 async fn work(schema: &str) {
+    let latency = std::env::var("WORKFLOW_BENCH_LATENCY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_millis);
     let store = PostgresStore::connect_in_schema(&url(), schema)
         .await
         .expect("connected");
     let worker = Worker::new(store)
-        .workflow(ContentPipeline::with_context(ctx()))
+        .workflow(ContentPipeline::with_context(ctx_with(latency)))
         .concurrency(16)
         .poll_every(Duration::from_millis(POLL_MS));
     let stats = worker.stats();
@@ -83,13 +95,14 @@ async fn work(schema: &str) {
 struct Pool(Vec<Child>);
 
 impl Pool {
-    fn start(schema: &str, workers: usize) -> Self {
+    fn start(schema: &str, workers: usize, latency: Duration) -> Self {
         let exe = std::env::current_exe().expect("this program");
         Self(
             (0..workers)
                 .map(|_| {
                     Command::new(&exe)
                         .env("WORKFLOW_BENCH_WORKER", schema)
+                        .env("WORKFLOW_BENCH_LATENCY_MS", latency.as_millis().to_string())
                         .stdout(Stdio::piped())
                         .spawn()
                         .expect("a worker process")
@@ -156,8 +169,9 @@ async fn until_succeeded(store: &PostgresStore, runs: u64) {
     }
 }
 
-/// Node steps per second with `workers` processes draining `runs` submitted runs.
-async fn throughput(workers: usize, runs: usize) -> f64 {
+/// Node steps per second with `workers` processes draining `runs` submitted runs, their
+/// LLM calls taking `latency`.
+async fn throughput(workers: usize, runs: usize, latency: Duration) -> f64 {
     let name = format!("bench_workers_{workers}_throughput");
     let store = schema(&name).await;
     let durable = Durable::new(ContentPipeline::with_context(ctx()), store.clone());
@@ -165,7 +179,7 @@ async fn throughput(workers: usize, runs: usize) -> f64 {
         durable.submit(topic(i)).await.expect("submitted");
     }
     let started = Instant::now();
-    let pool = Pool::start(&name, workers);
+    let pool = Pool::start(&name, workers, latency);
     until_succeeded(&store, runs as u64).await;
     let elapsed = started.elapsed();
     pool.stop();
@@ -177,7 +191,7 @@ async fn throughput(workers: usize, runs: usize) -> f64 {
 async fn latency(workers: usize, runs: usize) -> Vec<Duration> {
     let name = format!("bench_workers_{workers}_latency");
     let store = schema(&name).await;
-    let pool = Pool::start(&name, workers);
+    let pool = Pool::start(&name, workers, Duration::ZERO);
     // Let the workers connect before the first run arrives.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let durable = Durable::new(ContentPipeline::with_context(ctx()), store.clone());
@@ -243,17 +257,22 @@ fn main() {
     runtime.block_on(async {
         println!("content pipeline, {runs} runs of {STEPS} node steps; latency: {paced} runs, one every 20 ms");
         println!();
-        println!("| workers | node steps/s | vs 1 worker | ready -> claimed, median | p99 |");
-        println!("| ---: | ---: | ---: | ---: | ---: |");
-        let mut first = None;
+        println!(
+            "| workers | node steps/s | vs 1 worker | with 50 ms LLM calls | vs 1 worker | ready -> claimed, median | p99 |"
+        );
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let (mut first, mut first_slow) = (None, None);
         for workers in [1, 2, 4] {
-            let rate = throughput(workers, runs).await;
+            let rate = throughput(workers, runs, Duration::ZERO).await;
             let base = *first.get_or_insert(rate);
+            let slow = throughput(workers, runs, Duration::from_millis(50)).await;
+            let slow_base = *first_slow.get_or_insert(slow);
             let mut waits = latency(workers, paced).await;
             waits.sort();
             println!(
-                "| {workers} | {rate:.0} | {:.2}x | {:.1} ms | {:.1} ms |",
+                "| {workers} | {rate:.0} | {:.2}x | {slow:.0} | {:.2}x | {:.1} ms | {:.1} ms |",
                 rate / base,
+                slow / slow_base,
                 ms(percentile(&waits, 0.5)),
                 ms(percentile(&waits, 0.99)),
             );

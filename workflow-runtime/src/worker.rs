@@ -179,7 +179,15 @@ pub fn work_dataflow<W: Compiled + PersistNodes>(
         let WorkTask { store, claim } = task;
         let queue = queue_of(&*store)?;
         let graph = W::graph();
-        let record = store.run(claim.run).await?;
+        let node = graph.find(&claim.node);
+        // A node needs only its inputs' checkpoints; the run's end needs every one.
+        let needs = node.map(|node| {
+            let deps = &graph.node(node).deps;
+            deps.iter()
+                .map(|&dep| graph.node(dep).name.to_owned())
+                .collect()
+        });
+        let (record, checkpoints) = queue.inputs(claim.run, needs).await?;
         // Event times count from the run's creation, whichever process records them.
         let age = Timestamp::now().0.saturating_sub(record.created_at.0);
         let offset = Duration::from_micros(u64::try_from(age).unwrap_or(0));
@@ -195,17 +203,11 @@ pub fn work_dataflow<W: Compiled + PersistNodes>(
             ),
             Ok(input) => {
                 let run = W::new_run(ctx, input);
-                let node = graph.find(&claim.node);
-                let checkpoints = store.checkpoints(claim.run).await?;
                 let mut restore_error = None;
                 for checkpoint in checkpoints {
                     let Some(done) = graph.find(&checkpoint.node) else {
                         continue;
                     };
-                    // A node needs only its inputs; the run's end needs every output.
-                    if node.is_some_and(|node| !graph.node(node).deps.contains(&done)) {
-                        continue;
-                    }
                     if let Err(error) = W::restore_node(&run, done, checkpoint.output) {
                         restore_error.get_or_insert(RunError::Decode {
                             what: format!("the checkpoint of node `{}`", checkpoint.node),
@@ -536,18 +538,15 @@ impl Worker {
             }
             tokio::select! {
                 _ = &mut shutdown, if !stopping => stopping = true,
-                Some(joined) = tasks.join_next() => match joined {
-                    Ok((lease, result)) => {
-                        held.remove(&lease);
-                        self.note_result(result);
+                Some(joined) = tasks.join_next() => {
+                    // Every task that has ended by now, before claiming again: one claim
+                    // for all the room they leave.
+                    let mut next = Some(joined);
+                    while let Some(joined) = next {
+                        self.note_end(joined, &mut held);
+                        next = tasks.try_join_next();
                     }
-                    // Stopped because its lease was lost (see below).
-                    Err(error) if error.is_cancelled() => self.lock().lost += 1,
-                    Err(error) => {
-                        tracing::error!(worker = %self.name, %error, "a task panicked");
-                        self.lock().errors += 1;
-                    }
-                },
+                }
                 _ = renew.tick(), if !held.is_empty() => {
                     let leases: Vec<u64> = held.keys().copied().collect();
                     match queue.renew(&leases, self.lease).await {
@@ -584,6 +583,25 @@ impl Worker {
             stats.taken_over += 1;
         } else {
             stats.waits.push(claim.waited);
+        }
+    }
+
+    fn note_end(
+        &self,
+        joined: Result<(u64, Result<(), RunError>), tokio::task::JoinError>,
+        held: &mut HashMap<u64, tokio::task::AbortHandle>,
+    ) {
+        match joined {
+            Ok((lease, result)) => {
+                held.remove(&lease);
+                self.note_result(result);
+            }
+            // Stopped because its lease was lost (see the renewal).
+            Err(error) if error.is_cancelled() => self.lock().lost += 1,
+            Err(error) => {
+                tracing::error!(worker = %self.name, %error, "a task panicked");
+                self.lock().errors += 1;
+            }
         }
     }
 

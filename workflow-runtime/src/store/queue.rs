@@ -107,6 +107,14 @@ pub trait TaskQueue: Send + Sync {
     /// still held (a lease that was lost is not renewed).
     fn renew<'a>(&'a self, leases: &'a [u64], lease: Duration) -> StoreFuture<'a, Vec<u64>>;
 
+    /// What a task runs from, read together: the run's record, and the checkpoints of
+    /// `nodes` (of every node when `None`).
+    fn inputs(
+        &self,
+        run: RunId,
+        nodes: Option<Vec<String>>,
+    ) -> StoreFuture<'_, (RunRecord, Vec<Checkpoint>)>;
+
     /// Records a task's result: fails with [`super::StoreError::LeaseLost`] (and writes
     /// nothing) unless the task is still held under `claim.lease`.
     fn complete<'a>(&'a self, claim: &'a Claim, result: TaskResult) -> StoreFuture<'a, ()>;
