@@ -348,11 +348,10 @@ async fn a_step_that_outlives_its_lease_cannot_record_over_the_new_owner() {
     schema.remove().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_step_limit_holds_across_workers() {
-    let Some(schema) = pg::PgSchema::new("a_step_limit_holds_across_workers") else {
-        return;
-    };
+/// Runs 12 runs of `Throttled` on three workers of 4 slots each under `limit`; returns how
+/// many `slow` steps ran at once at most.
+async fn most_at_once(test: &str, limit: &Limit) -> Option<usize> {
+    let schema = pg::PgSchema::new(test)?;
     let store = schema.store().await;
     let journal = Arc::default();
     let shared = Shop::named("submitter", &journal);
@@ -375,7 +374,7 @@ async fn a_step_limit_holds_across_workers() {
                     .name(name)
                     .workflow(Throttled::with_context(Arc::new(shop)))
                     .concurrency(4)
-                    .limit(Limit::Step("slow".to_owned(), 2))
+                    .limit(limit.clone())
                     .poll_every(Duration::from_millis(5)),
             )
         })
@@ -387,12 +386,30 @@ async fn a_step_limit_holds_across_workers() {
     for &id in &ids {
         assert_eq!(store.run(id).await.unwrap().status, RunStatus::Succeeded);
     }
-    assert_eq!(
-        max.load(Ordering::SeqCst),
-        2,
-        "at most 2 `slow` steps at once, and 2 did run together"
-    );
     schema.remove().await;
+    Some(max.load(Ordering::SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_limit_holds_across_workers() {
+    let limit = Limit::Step("slow".to_owned(), 2);
+    if let Some(most) = most_at_once("a_step_limit_holds_across_workers", &limit).await {
+        assert_eq!(
+            most, 2,
+            "at most 2 `slow` steps at once, and 2 did run together"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_limit_holds_across_workers() {
+    let limit = Limit::Workflow("Throttled".to_owned(), 3);
+    if let Some(most) = most_at_once("a_workflow_limit_holds_across_workers", &limit).await {
+        assert_eq!(
+            most, 3,
+            "at most 3 nodes of `Throttled` at once, and 3 did run together"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1114,6 +1114,70 @@ async fn room_left(
     Ok(room)
 }
 
+/// Chooses up to `max` ready tasks, oldest first, within the room the concurrency limits
+/// leave (see [`room_left`]); locks them (`FOR UPDATE SKIP LOCKED`).
+async fn choose(
+    tx: &Transaction<'_>,
+    (names, hashes): (&[&str], &[&str]),
+    running: &[i64],
+    max: usize,
+    mut room: std::collections::HashMap<(String, String), i64>,
+) -> Result<(Vec<uuid::Uuid>, Vec<String>), StoreError> {
+    let full = |kind: &str| -> Vec<String> {
+        room.iter()
+            .filter(|((k, _), left)| k == kind && **left <= 0)
+            .map(|((_, name), _)| name.clone())
+            .collect()
+    };
+    let (full_steps, full_workflows) = (full("step"), full("workflow"));
+    let limit = i64::try_from(max.saturating_mul(2)).unwrap_or(i64::MAX);
+    let rows = query(
+        tx,
+        "SELECT t.run_id, t.node, t.step, t.workflow FROM tasks t
+         JOIN UNNEST($1::TEXT[], $2::TEXT[]) AS w (name, hash)
+             ON t.workflow = w.name AND t.graph_hash = w.hash
+         WHERE (t.expires_at IS NULL OR t.expires_at < clock_timestamp())
+             AND t.step <> ALL($3) AND t.workflow <> ALL($4)
+             AND t.lease <> ALL($6)
+         ORDER BY t.ready_at
+         LIMIT $5
+         FOR UPDATE OF t SKIP LOCKED",
+        &[
+            &names,
+            &hashes,
+            &full_steps,
+            &full_workflows,
+            &limit,
+            &running,
+        ],
+    )
+    .await?;
+    let mut runs = Vec::new();
+    let mut nodes = Vec::new();
+    for row in &rows {
+        if runs.len() == max {
+            break;
+        }
+        let step: String = row.get(2);
+        let workflow: String = row.get(3);
+        let keys = [("step".to_owned(), step), ("workflow".to_owned(), workflow)];
+        if keys
+            .iter()
+            .any(|key| room.get(key).is_some_and(|&left| left <= 0))
+        {
+            continue;
+        }
+        for key in &keys {
+            if let Some(left) = room.get_mut(key) {
+                *left -= 1;
+            }
+        }
+        runs.push(row.get::<_, uuid::Uuid>(0));
+        nodes.push(row.get::<_, String>(1));
+    }
+    Ok((runs, nodes))
+}
+
 /// Takes the chosen tasks under new leases.
 async fn take(
     tx: &Transaction<'_>,
@@ -1260,7 +1324,7 @@ impl TaskQueue for PostgresStore {
                         .await
                         .map_err(backend)
                 };
-                let ((), mut room) = tokio::try_join!(relaxed, room_left(tx))?;
+                let ((), room) = tokio::try_join!(relaxed, room_left(tx))?;
                 if room.is_empty() {
                     // No limits: choosing and taking are one statement.
                     let limit = i64::try_from(max).unwrap_or(i64::MAX);
@@ -1286,62 +1350,11 @@ impl TaskQueue for PostgresStore {
                     .await?;
                     return rows.iter().map(claim_of).collect();
                 }
-                let full = |kind: &str| -> Vec<String> {
-                    room.iter()
-                        .filter(|((k, _), left)| k == kind && **left <= 0)
-                        .map(|((_, name), _)| name.clone())
-                        .collect()
-                };
-                let (full_steps, full_workflows) = (full("step"), full("workflow"));
-                let limit = i64::try_from(max.saturating_mul(2)).unwrap_or(i64::MAX);
-                let rows = query(
-                    tx,
-                    "SELECT t.run_id, t.node, t.step, t.workflow FROM tasks t
-                     JOIN UNNEST($1::TEXT[], $2::TEXT[]) AS w (name, hash)
-                         ON t.workflow = w.name AND t.graph_hash = w.hash
-                     WHERE (t.expires_at IS NULL OR t.expires_at < clock_timestamp())
-                         AND t.step <> ALL($3) AND t.workflow <> ALL($4)
-                         AND t.lease <> ALL($6)
-                     ORDER BY t.ready_at
-                     LIMIT $5
-                     FOR UPDATE OF t SKIP LOCKED",
-                    &[
-                        &names,
-                        &hashes,
-                        &full_steps,
-                        &full_workflows,
-                        &limit,
-                        &running,
-                    ],
-                )
-                .await?;
-                let mut runs = Vec::new();
-                let mut nodes = Vec::new();
-                for row in &rows {
-                    if runs.len() == max {
-                        break;
-                    }
-                    let step: String = row.get(2);
-                    let workflow: String = row.get(3);
-                    let keys = [("step".to_owned(), step), ("workflow".to_owned(), workflow)];
-                    if keys
-                        .iter()
-                        .any(|key| room.get(key).is_some_and(|&left| left <= 0))
-                    {
-                        continue;
-                    }
-                    for key in &keys {
-                        if let Some(left) = room.get_mut(key) {
-                            *left -= 1;
-                        }
-                    }
-                    runs.push(row.get::<_, uuid::Uuid>(0));
-                    nodes.push(row.get::<_, String>(1));
-                }
-                if runs.is_empty() {
+                let chosen = choose(tx, (&names, &hashes), &running, max, room).await?;
+                if chosen.0.is_empty() {
                     return Ok(Vec::new());
                 }
-                take(tx, (runs, nodes), owner, lease).await
+                take(tx, chosen, owner, lease).await
             })
         })
     }
