@@ -248,6 +248,7 @@ async fn show_prints_pending_nodes_and_the_input_a_run_waits_for() {
         attempts,
         started_at: Timestamp(noon),
         finished_at: Timestamp(noon + micros),
+        writes: Vec::new(),
     };
     let checkpoints = vec![
         done("fetched", json!(5), 1, 250),

@@ -65,6 +65,7 @@ fn checkpoint(node: &str, output: serde_json::Value) -> Checkpoint {
         attempts: 1,
         started_at: Timestamp(1),
         finished_at: Timestamp(2),
+        writes: Vec::new(),
     }
 }
 

@@ -777,6 +777,7 @@ pub fn answer_dataflow<W: Compiled + PersistNodes>(
             attempts: 1,
             started_at: now,
             finished_at: now,
+            writes: Vec::new(),
         }]))
     })
 }

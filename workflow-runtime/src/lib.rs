@@ -38,7 +38,7 @@ pub use policy::{Backoff, Jitter, OnFailure, Policy};
 pub use report::{Progress, RunSummary, StepOutcome, StepSummary, human};
 pub use run::{
     Canceller, DEFAULT_MAX_STEPS, Parallelism, RunError, RunHandle, RunId, RunOptions,
-    idempotency_key,
+    StepTransaction, idempotency_key, transaction,
 };
 pub use step::{Answer, BoxError, ErrorKind, IntoStepError, Pause, Step, StepError, StepOutput};
 pub use workflow::{SubContext, Workflow};

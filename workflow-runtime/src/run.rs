@@ -11,8 +11,8 @@ use std::future::{Future, IntoFuture};
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -28,7 +28,8 @@ use crate::policy::{OnFailure, Policy};
 use crate::private::{Compiled, CompiledStateGraph, StateFuture};
 use crate::step::{ErrorKind, StepError};
 use crate::store::{
-    Checkpoint, Interrupt, RunStatus, StateCheckpoint, Store, StoreError, StoreFuture, Timestamp,
+    Checkpoint, Interrupt, RunStatus, StateCheckpoint, Statement, Store, StoreError, StoreFuture,
+    Timestamp,
 };
 
 /// How many node executions a run of a state graph may make before it fails with
@@ -509,6 +510,97 @@ tokio::task_local! {
 struct StepScope {
     log: Arc<EventLog>,
     node: &'static str,
+    /// Where a transactional step's statements go, in a durable run on a store that runs
+    /// them ([`transaction`]).
+    writes: Option<Writes>,
+}
+
+/// The statements a node's step asked to run with its checkpoint: those of its last
+/// attempt (each attempt starts with none).
+type Writes = Arc<Mutex<Vec<Statement>>>;
+
+/// The statements of `writes`, taken.
+fn take_writes(writes: Option<&Writes>) -> Vec<Statement> {
+    writes.map_or_else(Vec::new, |writes| {
+        std::mem::take(&mut *writes.lock().unwrap_or_else(PoisonError::into_inner))
+    })
+}
+
+/// The database transaction of the step being executed, for the step's own writes: the
+/// statements it runs through it commit in the transaction that stores the step's
+/// checkpoint, so they happen exactly when the step's completion is recorded (once, even
+/// if the step's process dies and the step runs again: a run that crashed before its
+/// checkpoint has neither). `None` outside a step, in a run that is not durable, or on a
+/// store without a database (the in-memory one): SQLite and PostgreSQL run them.
+///
+/// The statements are sent when the step has succeeded, with its checkpoint (a step
+/// cannot read what it writes: no transaction stays open while a step waits for an LLM).
+/// Those of a failed attempt are dropped with it. A statement that fails fails the
+/// checkpoint: nothing of the node is stored, and the run stops as when its store fails
+/// ([`RunError::Store`] with [`StoreError::Statement`]), resumable once the cause is
+/// fixed.
+///
+/// # Examples
+///
+/// ```
+/// use workflow::prelude::*;
+///
+/// #[step]
+/// fn charge(amount: &u32) -> Result<String, StepError> {
+///     let tx = workflow::transaction().ok_or_else(|| StepError::msg("not durable"))?;
+///     tx.execute(
+///         "INSERT INTO payments (amount) VALUES ($1)",
+///         [serde_json::json!(amount)],
+///     );
+///     Ok(format!("charged {amount}"))
+/// }
+///
+/// workflow! {
+///     /// Charges once.
+///     pub Pay(amount: u32) -> String {
+///         charge(amount)
+///     }
+/// }
+/// # fn main() {}
+/// ```
+pub fn transaction() -> Option<StepTransaction> {
+    CURRENT_STEP
+        .try_with(|scope| scope.writes.clone())
+        .ok()
+        .flatten()
+        .map(StepTransaction)
+}
+
+/// A step's share of the transaction that stores its checkpoint (see [`transaction`]).
+#[derive(Clone)]
+pub struct StepTransaction(Writes);
+
+impl StepTransaction {
+    /// Runs `sql` with its parameters (`$1`, `$2`, ... in the SQL; JSON values here,
+    /// bound as the parameters' types ask) in the checkpoint's transaction.
+    pub fn execute(
+        &self,
+        sql: impl Into<String>,
+        params: impl IntoIterator<Item = serde_json::Value>,
+    ) {
+        let statement = Statement {
+            sql: sql.into(),
+            params: params.into_iter().collect(),
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(statement);
+    }
+}
+
+impl fmt::Debug for StepTransaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("StepTransaction")
+            .field("statements", &count)
+            .finish()
+    }
 }
 
 /// The log of a new run: nested in the current step's run when called from inside a step.
@@ -699,7 +791,6 @@ enum Finished {
 }
 
 /// How a node's output came to exist.
-#[derive(Clone, Copy)]
 struct Done {
     /// In a durable run, the `step_succeeded` event to emit (attempt number, duration):
     /// the scheduler emits it when it writes the node's checkpoint, so that the event and
@@ -710,6 +801,8 @@ struct Done {
     attempts: u32,
     /// When the first attempt started, in a durable run.
     started: Option<Timestamp>,
+    /// The statements its step asked to run with its checkpoint.
+    writes: Vec<Statement>,
 }
 
 /// A node that failed the run: the step that failed (the node's, or its fallback step) and
@@ -1108,6 +1201,7 @@ fn checkpoint<R>(
         attempts: done.attempts,
         started_at: done.started.unwrap_or(finished_at),
         finished_at,
+        writes: done.writes,
     })
 }
 
@@ -1286,11 +1380,17 @@ async fn node_attempts<W: Compiled>(
     let def = graph.node(node);
     let jitter = (seed, node.0 as u64);
     let started = durable.then(Timestamp::now);
+    // A transactional step's statements, in a durable run on a store that runs them.
+    let writes = cache
+        .as_ref()
+        .filter(|cache| cache.store.runs_statements())
+        .map(|_| Writes::default());
     let done = |made: u32, success: Option<(u32, Duration)>| {
         Finished::Done(Done {
             success: success.filter(|_| durable),
             attempts: made,
             started,
+            writes: take_writes(writes.as_ref()),
         })
     };
     // The cache's and the failure policies' futures are boxed, and made only when they
@@ -1301,9 +1401,13 @@ async fn node_attempts<W: Compiled>(
     {
         return (node, Ok(done(0, None)));
     }
-    let (result, made, duration) = attempts(Attempts::of(def), &log, jitter, !durable, |_| {
-        W::node(&run, node)
-    })
+    let (result, made, duration) = attempts(
+        Attempts::of(def),
+        (&log, writes.as_ref()),
+        jitter,
+        !durable,
+        |_| W::node(&run, node),
+    )
     .await;
     let Err(error) = result else {
         if let Some((entry, cache)) = cached {
@@ -1318,7 +1422,7 @@ async fn node_attempts<W: Compiled>(
         &run,
         def,
         node,
-        &log,
+        (&log, writes.as_ref()),
         error,
         made,
         (seed, durable),
@@ -1335,7 +1439,7 @@ async fn fail_over<W: Compiled>(
     run: &Arc<W::Run>,
     def: &'static NodeDef,
     node: NodeId,
-    log: &Arc<EventLog>,
+    (log, writes): (&Arc<EventLog>, Option<&Writes>),
     error: StepError,
     made: u32,
     (seed, durable): (u64, bool),
@@ -1369,7 +1473,10 @@ async fn fail_over<W: Compiled>(
             // A salt of its own, so the fallback's delays do not repeat the node's.
             let jitter = (seed, jitter.1 | 1 << 63);
             let (result, more, duration) =
-                attempts(fallback, log, jitter, !durable, |_| W::fallback(run, node)).await;
+                attempts(fallback, (log, writes), jitter, !durable, |_| {
+                    W::fallback(run, node)
+                })
+                .await;
             result
                 .map(|()| done(made + more, Some((made + more, duration))))
                 .map_err(|error| (step, error))
@@ -1415,7 +1522,7 @@ impl Attempts {
 /// were made, and how long the last one took.
 async fn attempts<T, F, Fut>(
     who: Attempts,
-    log: &Arc<EventLog>,
+    (log, writes): (&Arc<EventLog>, Option<&Writes>),
     jitter: (u64, u64),
     emit_success: bool,
     mut attempt_future: F,
@@ -1448,9 +1555,12 @@ where
                 attempt: number,
             },
         );
+        // Each attempt starts with no statements: a failed one's are dropped.
+        take_writes(writes);
         let scope = StepScope {
             log: Arc::clone(log),
             node,
+            writes: writes.cloned(),
         };
         let step = CURRENT_STEP.scope(
             scope,
@@ -1801,8 +1911,12 @@ async fn state_node<W: CompiledStateGraph>(
 ) -> Result<(W::State, usize, u32), RunError> {
     let retries = node_def.policy.retries;
     let mut kept = Some(state);
-    let (result, made, duration) =
-        attempts(Attempts::of(node_def), log, jitter, !durable, |attempt| {
+    let (result, made, duration) = attempts(
+        Attempts::of(node_def),
+        (log, None),
+        jitter,
+        !durable,
+        |attempt| {
             let state = if attempt <= retries {
                 kept.clone()
             } else {
@@ -1816,8 +1930,9 @@ async fn state_node<W: CompiledStateGraph>(
                 )));
                 lost
             }
-        })
-        .await;
+        },
+    )
+    .await;
     let (state, taken) = result.map_err(|source| node_error(node_def, source))?;
     if durable {
         log.emit(EventKind::StepSucceeded {

@@ -168,6 +168,17 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'_, ()> {
         let result = self.with_run(run, |entry| {
             open(entry)?;
+            if let Some((checkpoint, statement)) = checkpoints
+                .iter()
+                .find_map(|c| c.writes.first().map(|statement| (c, statement)))
+            {
+                return Err(StoreError::Statement {
+                    run,
+                    node: checkpoint.node.clone(),
+                    sql: statement.sql.clone(),
+                    error: "the in-memory store has no database to run it in".to_owned(),
+                });
+            }
             entry.check_new(&checkpoints)?;
             entry.check_events(&events)?;
             entry.add_checkpoints(checkpoints);

@@ -199,6 +199,23 @@ pub struct Checkpoint {
     pub started_at: Timestamp,
     /// When it completed.
     pub finished_at: Timestamp,
+    /// The statements its step asked to run with it ([`crate::transaction`]): the store
+    /// runs them in the transaction that stores the checkpoint. Not kept: empty when read
+    /// back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<Statement>,
+}
+
+/// A SQL statement a step asked to run in the transaction that stores its checkpoint
+/// ([`crate::transaction`]): the SQL, with `$1`, `$2`, ... for its parameters, and their
+/// values as JSON (bound as the column types ask: numbers, text, booleans, NULL; objects
+/// and arrays as JSON).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Statement {
+    /// The SQL.
+    pub sql: String,
+    /// The parameters' values, `$1` first.
+    pub params: Vec<serde_json::Value>,
 }
 
 /// Where a run of a state graph has got: its state after the last completed node.
@@ -348,6 +365,18 @@ pub enum StoreError {
         /// The task's node.
         node: String,
     },
+    /// A statement a step asked to run with its checkpoint failed: nothing of the node
+    /// was stored.
+    Statement {
+        /// The run.
+        run: RunId,
+        /// The node whose step asked for it.
+        node: String,
+        /// The statement's SQL.
+        sql: String,
+        /// Why it failed.
+        error: String,
+    },
     /// A stored value could not be read back (a corrupt or foreign database).
     Corrupt(String),
     /// The storage itself failed (disk, database, lock).
@@ -377,6 +406,15 @@ impl fmt::Display for StoreError {
             Self::LeaseLost { run, node } => write!(
                 f,
                 "the lease on node `{node}` of run {run} was lost: another worker holds it"
+            ),
+            Self::Statement {
+                run,
+                node,
+                sql,
+                error,
+            } => write!(
+                f,
+                "the statement of node `{node}` of run {run} failed, so the node's checkpoint was not stored: {error} (in `{sql}`)"
             ),
             Self::Corrupt(message) => write!(f, "the store holds an unreadable value: {message}"),
             Self::Backend(error) => write!(f, "the store failed: {error}"),
@@ -547,5 +585,12 @@ pub trait Store: Send + Sync + 'static {
     /// provided method) for a store that only the process driving a run writes to.
     fn queue(&self) -> Option<&dyn TaskQueue> {
         None
+    }
+
+    /// Whether it runs the statements of transactional steps ([`Checkpoint::writes`]) in
+    /// its checkpoints' transactions: stores on a SQL database do. `false` (the provided
+    /// method): [`crate::transaction`] is then `None` in its runs' steps.
+    fn runs_statements(&self) -> bool {
+        false
     }
 }

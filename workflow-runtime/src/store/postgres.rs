@@ -7,8 +7,8 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     CacheKey, Candidate, Checkpoint, Claim, Interrupt, Limit, Progress, RunRecord, RunStatus,
-    StateChange, StateCheckpoint, Store, StoreError, StoreFuture, Task, TaskQueue, TaskResult,
-    Timestamp,
+    StateChange, StateCheckpoint, Statement, Store, StoreError, StoreFuture, Task, TaskQueue,
+    TaskResult, Timestamp,
 };
 use crate::events::Event;
 use crate::run::RunId;
@@ -324,6 +324,65 @@ fn parse_status(text: &str) -> Result<RunStatus, StoreError> {
     RunStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("run status `{text}`")))
 }
 
+/// A JSON value bound to a statement's parameter as the parameter's type asks.
+#[derive(Debug)]
+struct SqlParam<'a>(&'a serde_json::Value);
+
+impl tokio_postgres::types::ToSql for SqlParam<'_> {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use serde_json::Value;
+        use tokio_postgres::types::{IsNull, Type};
+        let mismatch = || format!("cannot bind {} to a parameter of type {ty}", self.0);
+        match (self.0, ty) {
+            (Value::Null, _) => Ok(IsNull::Yes),
+            (_, &Type::JSON | &Type::JSONB) => self.0.to_sql(ty, out),
+            (Value::Bool(b), &Type::BOOL) => b.to_sql(ty, out),
+            (Value::Number(n), &Type::INT2) => {
+                let n = n.as_i64().and_then(|n| i16::try_from(n).ok());
+                n.ok_or_else(mismatch)?.to_sql(ty, out)
+            }
+            (Value::Number(n), &Type::INT4) => {
+                let n = n.as_i64().and_then(|n| i32::try_from(n).ok());
+                n.ok_or_else(mismatch)?.to_sql(ty, out)
+            }
+            (Value::Number(n), &Type::INT8) => n.as_i64().ok_or_else(mismatch)?.to_sql(ty, out),
+            #[allow(clippy::cast_possible_truncation)] // a float4 column keeps what fits
+            (Value::Number(n), &Type::FLOAT4) => {
+                (n.as_f64().ok_or_else(mismatch)? as f32).to_sql(ty, out)
+            }
+            (Value::Number(n), &Type::FLOAT8) => n.as_f64().ok_or_else(mismatch)?.to_sql(ty, out),
+            (Value::String(text), &Type::UUID) => text.parse::<uuid::Uuid>()?.to_sql(ty, out),
+            (Value::String(text), _) if <&str>::accepts(ty) => text.as_str().to_sql(ty, out),
+            (Value::Number(n), _) if <&str>::accepts(ty) => n.to_string().as_str().to_sql(ty, out),
+            _ => Err(mismatch().into()),
+        }
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Runs a transactional step's statement in the checkpoint's transaction.
+async fn run_statement(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+) -> Result<u64, tokio_postgres::Error> {
+    let params: Vec<SqlParam<'_>> = statement.params.iter().map(SqlParam).collect();
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let prepared = tx.prepare_cached(&statement.sql).await?;
+    tx.execute(&prepared, &refs).await
+}
+
 /// A run's row as writes see it (see the SQLite store's `Head`).
 #[derive(Clone)]
 struct Head {
@@ -410,7 +469,11 @@ impl Head {
         let mut attempts = Vec::with_capacity(count);
         let mut started = Vec::with_capacity(count);
         let mut finished = Vec::with_capacity(count);
+        let mut writes = Vec::new();
         for (i, checkpoint) in checkpoints.into_iter().enumerate() {
+            if !checkpoint.writes.is_empty() {
+                writes.push((checkpoint.node.clone(), checkpoint.writes));
+            }
             nodes.push(checkpoint.node);
             positions.push(self.next_position + i64::try_from(i).unwrap_or(i64::MAX));
             outputs.push(checkpoint.output);
@@ -445,6 +508,18 @@ impl Head {
             return Err(StoreError::AlreadyCompleted { run, node: refused });
         }
         self.next_position += i64::try_from(count).unwrap_or(i64::MAX);
+        for (node, statements) in writes {
+            for statement in statements {
+                run_statement(tx, &statement)
+                    .await
+                    .map_err(|error| StoreError::Statement {
+                        run,
+                        node: node.clone(),
+                        sql: statement.sql.clone(),
+                        error: error.to_string(),
+                    })?;
+            }
+        }
         Ok(())
     }
 
@@ -905,6 +980,7 @@ impl Store for PostgresStore {
                             attempts: u32_of(row.get(2))?,
                             started_at: Timestamp(row.get(3)),
                             finished_at: Timestamp(row.get(4)),
+                            writes: Vec::new(),
                         })
                     })
                     .collect()
@@ -988,6 +1064,10 @@ impl Store for PostgresStore {
 
     fn queue(&self) -> Option<&dyn TaskQueue> {
         Some(self)
+    }
+
+    fn runs_statements(&self) -> bool {
+        true
     }
 }
 
@@ -1433,6 +1513,7 @@ impl TaskQueue for PostgresStore {
                             attempts: u32_of(row.get(2))?,
                             started_at: Timestamp(row.get(3)),
                             finished_at: Timestamp(row.get(4)),
+                            writes: Vec::new(),
                         })
                     })
                     .collect::<Result<_, StoreError>>()?;

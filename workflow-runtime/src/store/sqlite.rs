@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{
     CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateChange, StateCheckpoint,
-    Store, StoreError, StoreFuture, Timestamp, check_sequence,
+    Statement, Store, StoreError, StoreFuture, Timestamp, check_sequence,
 };
 use crate::events::Event;
 use crate::run::RunId;
@@ -308,6 +308,14 @@ impl Head {
                     node: checkpoint.node,
                 });
             }
+            for statement in &checkpoint.writes {
+                run_statement(tx, statement).map_err(|error| StoreError::Statement {
+                    run,
+                    node: checkpoint.node.clone(),
+                    sql: statement.sql.clone(),
+                    error: error.to_string(),
+                })?;
+            }
             self.next_position += 1;
         }
         Ok(())
@@ -434,6 +442,32 @@ fn state_checkpoint(
         })
     })();
     Ok(parsed)
+}
+
+/// Runs a transactional step's statement: `$N` binds the N-th parameter wherever it is
+/// (SQLite numbers named parameters by first appearance; this binds them by name).
+fn run_statement(tx: &Transaction<'_>, statement: &Statement) -> rusqlite::Result<usize> {
+    use rusqlite::types::Value as Sql;
+    let mut prepared = tx.prepare_cached(&statement.sql)?;
+    for (i, value) in statement.params.iter().enumerate() {
+        let index = match prepared.parameter_index(&format!("${}", i + 1))? {
+            Some(index) => index,
+            None => i + 1,
+        };
+        let value = match value {
+            serde_json::Value::Null => Sql::Null,
+            serde_json::Value::Bool(b) => Sql::Integer(i64::from(*b)),
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => Sql::Integer(i),
+                (None, Some(f)) => Sql::Real(f),
+                (None, None) => Sql::Text(n.to_string()),
+            },
+            serde_json::Value::String(text) => Sql::Text(text.clone()),
+            other => Sql::Text(other.to_string()),
+        };
+        prepared.raw_bind_parameter(index, value)?;
+    }
+    prepared.raw_execute()
 }
 
 impl Store for SqliteStore {
@@ -711,6 +745,7 @@ impl Store for SqliteStore {
                     attempts,
                     started_at: Timestamp(started),
                     finished_at: Timestamp(finished),
+                    writes: Vec::new(),
                 })
             })
             .collect()
@@ -814,6 +849,10 @@ impl Store for SqliteStore {
             .map_err(backend)?;
             Ok(())
         })
+    }
+
+    fn runs_statements(&self) -> bool {
+        true
     }
 }
 
