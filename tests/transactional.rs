@@ -4,6 +4,9 @@
 //! the node, and the run resumes once the cause is gone; without a database there is no
 //! transaction to write in.
 
+// Steps borrow their inputs as the producing node's output type.
+#![allow(clippy::ptr_arg, clippy::trivially_copy_pass_by_ref)]
+
 #[path = "support/pg.rs"]
 mod pg;
 
