@@ -80,6 +80,7 @@ fn state(step: u32, node: &str, next: Option<&str>) -> StateCheckpoint {
         started_at: Timestamp(10),
         finished_at: Timestamp(20),
         change: None,
+        writes: Vec::new(),
     }
 }
 
@@ -488,6 +489,7 @@ async fn history(store: &dyn Store) {
     store.create_run(run).await.expect("created");
     let with_change = |step: u32, node: &str, patch: serde_json::Value| StateCheckpoint {
         change: Some(patch),
+        writes: Vec::new(),
         ..state(step, node, None)
     };
     let add = |n: u32| json!([{"op": "add", "path": "/items/-", "value": n}]);

@@ -226,3 +226,52 @@ async fn without_a_database_there_is_no_transaction() {
     let error = Pay::with_context(bank(0)).run(1).await.unwrap_err();
     assert!(error.to_string().ends_with("no transaction"), "{error}");
 }
+
+/// A counter that a state graph loops on, noting each round in a table.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    count: u32,
+}
+
+#[step]
+fn tick(tally: &mut Tally) -> Result<bool, StepError> {
+    tally.count += 1;
+    let tx = workflow::transaction().ok_or_else(|| StepError::msg("no transaction"))?;
+    tx.execute(
+        "INSERT INTO ticks (round) VALUES ($1)",
+        [json!(tally.count)],
+    );
+    Ok(tally.count < 3)
+}
+
+workflow! {
+    Ticker(tally: &mut Tally) {
+        tick => match {
+            true => tick,
+            false => END,
+        } max 10 => END;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_graphs_step_writes_with_the_state_it_stores() {
+    let path = sqlite_file("state-graph");
+    let store = SqliteStore::open(&path).unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute("CREATE TABLE ticks (round INTEGER NOT NULL)", [])
+        .unwrap();
+    let tally = Durable::new(Ticker::new(), store)
+        .run(Tally { count: 0 })
+        .await
+        .unwrap();
+    assert_eq!(tally, Tally { count: 3 });
+    let mut query = db
+        .prepare("SELECT round FROM ticks ORDER BY round")
+        .unwrap();
+    let rounds: Vec<u32> = query
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rounds, [1, 2, 3]);
+}

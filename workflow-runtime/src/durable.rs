@@ -841,6 +841,7 @@ pub fn answer_state_graph<W: CompiledStateGraph>(
             step: steps + 1,
             node: name.to_owned(),
             change: before.map(|before| run::change(&before, &after)),
+            writes: Vec::new(),
             state: after,
             rounds,
             next: match next {

@@ -1811,6 +1811,11 @@ async fn walk_graph<W: CompiledStateGraph>(
     } = walk;
     rounds.resize(graph.nodes.len(), 0);
     let mut current = next.unwrap_or(Target::Node(def.start));
+    // A transactional step's statements, in a durable run on a store that runs them.
+    let writes = durable
+        .as_ref()
+        .filter(|durable| durable.recorder.store.runs_statements())
+        .map(|_| Writes::default());
     while let Target::Node(node) = current {
         let node_def = graph.node(node);
         if steps >= max_steps {
@@ -1837,8 +1842,16 @@ async fn walk_graph<W: CompiledStateGraph>(
             (arm, 0)
         } else {
             let jitter = (seed, (u64::from(steps) << 32) | node.0 as u64);
-            let (after, taken, made) =
-                state_node::<W>(ctx, node, node_def, state, log, jitter, durable.is_some()).await?;
+            let (after, taken, made) = state_node::<W>(
+                ctx,
+                node,
+                node_def,
+                state,
+                (log, writes.as_ref()),
+                jitter,
+                durable.is_some(),
+            )
+            .await?;
             state = after;
             if let (Some(durable), Some(entry)) = (&durable, entry) {
                 let json = durable.state_json(&state, node_def);
@@ -1876,6 +1889,7 @@ async fn walk_graph<W: CompiledStateGraph>(
                 attempts: made,
                 started_at: started.unwrap_or_else(Timestamp::now),
                 finished_at: Timestamp::now(),
+                writes: take_writes(writes.as_ref()),
             };
             durable
                 .recorder
@@ -1905,7 +1919,7 @@ async fn state_node<W: CompiledStateGraph>(
     node: NodeId,
     node_def: &'static NodeDef,
     state: W::State,
-    log: &Arc<EventLog>,
+    (log, writes): (&Arc<EventLog>, Option<&Writes>),
     jitter: (u64, u64),
     durable: bool,
 ) -> Result<(W::State, usize, u32), RunError> {
@@ -1913,7 +1927,7 @@ async fn state_node<W: CompiledStateGraph>(
     let mut kept = Some(state);
     let (result, made, duration) = attempts(
         Attempts::of(node_def),
-        (log, None),
+        (log, writes),
         jitter,
         !durable,
         |attempt| {

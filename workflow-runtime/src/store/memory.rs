@@ -197,6 +197,14 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'_, ()> {
         let result = self.with_run(run, |entry| {
             open(entry)?;
+            if let Some(statement) = state.writes.first() {
+                return Err(StoreError::Statement {
+                    run,
+                    node: state.node.clone(),
+                    sql: statement.sql.clone(),
+                    error: "the in-memory store has no database to run it in".to_owned(),
+                });
+            }
             entry.check_events(&events)?;
             entry.set_state(state);
             entry.events.extend(events);

@@ -245,6 +245,10 @@ pub struct StateCheckpoint {
     /// appends it to the run's history ([`Store::history`]); [`Store::state`] returns
     /// `None` here.
     pub change: Option<serde_json::Value>,
+    /// The statements the last node's step asked to run with it ([`crate::transaction`]),
+    /// in the transaction that stores the state. Not kept: empty when read back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<Statement>,
 }
 
 /// One step of a state graph's history: how the node changed the state.

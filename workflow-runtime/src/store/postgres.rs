@@ -720,6 +720,16 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let mut head = Head::open(tx, run).await?;
                 head.replace_state(tx, &state).await?;
+                for statement in &state.writes {
+                    run_statement(tx, statement)
+                        .await
+                        .map_err(|error| StoreError::Statement {
+                            run,
+                            node: state.node.clone(),
+                            sql: statement.sql.clone(),
+                            error: error.to_string(),
+                        })?;
+                }
                 head.insert_events(tx, run, &events).await?;
                 head.save(tx).await
             })
@@ -753,6 +763,7 @@ impl Store for PostgresStore {
                         started_at: Timestamp(row.get(6)),
                         finished_at: Timestamp(row.get(7)),
                         change: None,
+                        writes: Vec::new(),
                     })
                 })
                 .transpose()

@@ -439,6 +439,7 @@ fn state_checkpoint(
             started_at: Timestamp(row.get(6).map_err(backend)?),
             finished_at: Timestamp(row.get(7).map_err(backend)?),
             change: None,
+            writes: Vec::new(),
         })
     })();
     Ok(parsed)
@@ -537,6 +538,14 @@ impl Store for SqliteStore {
         self.transaction(move |tx| {
             let mut head = Head::open(tx, run)?;
             head.replace_state(tx, &state)?;
+            for statement in &state.writes {
+                run_statement(tx, statement).map_err(|error| StoreError::Statement {
+                    run,
+                    node: state.node.clone(),
+                    sql: statement.sql.clone(),
+                    error: error.to_string(),
+                })?;
+            }
             head.insert_events(tx, run, &events)?;
             head.save(tx)
         })
