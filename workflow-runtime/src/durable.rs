@@ -709,6 +709,8 @@ struct Parts {
     history: bool,
 }
 
+// Made once per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Origin<I> {
     New(I),
     Resume {

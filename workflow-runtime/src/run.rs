@@ -1863,34 +1863,16 @@ async fn walk_graph<W: CompiledStateGraph>(
         };
         current = route(graph, def, node, taken, &mut rounds, log)?;
         if let Some(durable) = &mut durable {
-            let after = (durable.save)(&state).map_err(|source| RunError::Step {
-                node: node_def.name,
-                step: node_def.step,
-                source,
-            })?;
-            let change = match &mut durable.before {
-                Some(before) => {
-                    let change = change(before, &after);
-                    before.clone_from(&after);
-                    Some(change)
-                }
-                None => None,
-            };
-            let checkpoint = StateCheckpoint {
-                step: steps,
-                node: node_def.name.to_owned(),
-                change,
-                state: after,
-                rounds: rounds.clone(),
-                next: match current {
-                    Target::Node(next) => Some(graph.node(next).name.to_owned()),
-                    Target::End => None,
-                },
+            let step = Stepped {
+                node_def,
+                steps,
+                rounds: &rounds,
+                next: current,
                 attempts: made,
-                started_at: started.unwrap_or_else(Timestamp::now),
-                finished_at: Timestamp::now(),
+                started,
                 writes: take_writes(writes.as_ref()),
             };
+            let checkpoint = durable.state_checkpoint(graph, &state, step)?;
             durable
                 .recorder
                 .write(log, |store, id, events| {
@@ -1900,6 +1882,58 @@ async fn walk_graph<W: CompiledStateGraph>(
         }
     }
     Ok(state)
+}
+
+/// A state graph's node that has just completed, as its durable run stores it.
+struct Stepped<'a> {
+    node_def: &'static NodeDef,
+    /// How many nodes have completed, this one included.
+    steps: u32,
+    rounds: &'a [u32],
+    next: Target,
+    attempts: u32,
+    started: Option<Timestamp>,
+    writes: Vec<Statement>,
+}
+
+impl<S> StateDurability<'_, S> {
+    /// What the run stores after a node: the state, and its step's statements.
+    fn state_checkpoint(
+        &mut self,
+        graph: &'static Graph,
+        state: &S,
+        step: Stepped<'_>,
+    ) -> Result<StateCheckpoint, RunError> {
+        let node_def = step.node_def;
+        let after = (self.save)(state).map_err(|source| RunError::Step {
+            node: node_def.name,
+            step: node_def.step,
+            source,
+        })?;
+        let change = match &mut self.before {
+            Some(before) => {
+                let change = change(before, &after);
+                before.clone_from(&after);
+                Some(change)
+            }
+            None => None,
+        };
+        Ok(StateCheckpoint {
+            step: step.steps,
+            node: node_def.name.to_owned(),
+            change,
+            state: after,
+            rounds: step.rounds.to_vec(),
+            next: match step.next {
+                Target::Node(next) => Some(graph.node(next).name.to_owned()),
+                Target::End => None,
+            },
+            attempts: step.attempts,
+            started_at: step.started.unwrap_or_else(Timestamp::now),
+            finished_at: Timestamp::now(),
+            writes: step.writes,
+        })
+    }
 }
 
 /// The JSON Patch (RFC 6902) that turns `before` into `after`, for a run's history.
