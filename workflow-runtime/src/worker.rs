@@ -476,30 +476,10 @@ impl Worker {
         shutdown: impl Future<Output = impl Sized>,
     ) -> Result<(), RunError> {
         let queue = queue_of(&*self.store)?;
-        if let Some(graph) = self
-            .workflows
-            .iter()
-            .map(|w| w.graph())
-            .find(|g| g.state_graph().is_some())
-        {
-            return Err(RunError::Unsupported(format!(
-                "`{}` is a state graph, which runs in the process that starts it: workers run dataflow workflows",
-                graph.name
-            )));
-        }
+        let (by_name, names) = self.workflows_by_name()?;
         if !self.limits.is_empty() {
             queue.set_limits(self.limits.clone()).await?;
         }
-        let by_name: HashMap<&str, Arc<dyn DynDurable>> = self
-            .workflows
-            .iter()
-            .map(|w| (w.graph().name, Arc::clone(w)))
-            .collect();
-        let names: Vec<(String, String)> = self
-            .workflows
-            .iter()
-            .map(|w| (w.graph().name.to_owned(), w.graph().structural_hash()))
-            .collect();
         let renew_every = self.renew_every.unwrap_or(self.lease / 3);
         let mut renew = tokio::time::interval(renew_every);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -507,6 +487,13 @@ impl Worker {
         let mut held: HashMap<u64, tokio::task::AbortHandle> = HashMap::new();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping = false;
+        let wakeups = queue.wakeups();
+        let woken = || async {
+            match &wakeups {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         loop {
             let room = self.concurrency - tasks.len();
             let mut drained = true;
@@ -568,9 +555,46 @@ impl Worker {
                     }
                 }
                 () = tokio::time::sleep(self.poll_every), if drained && room > 0 && !stopping => {}
+                () = woken(), if drained && room > 0 && !stopping => {}
                 else => {}
             }
         }
+    }
+
+    /// The workflows by name, and their names and structural hashes for the queue; an
+    /// error for a state graph.
+    #[allow(clippy::type_complexity)] // two views of one list
+    fn workflows_by_name(
+        &self,
+    ) -> Result<
+        (
+            HashMap<&'static str, Arc<dyn DynDurable>>,
+            Vec<(String, String)>,
+        ),
+        RunError,
+    > {
+        if let Some(graph) = self
+            .workflows
+            .iter()
+            .map(|w| w.graph())
+            .find(|g| g.state_graph().is_some())
+        {
+            return Err(RunError::Unsupported(format!(
+                "`{}` is a state graph, which runs in the process that starts it: workers run dataflow workflows",
+                graph.name
+            )));
+        }
+        let by_name = self
+            .workflows
+            .iter()
+            .map(|w| (w.graph().name, Arc::clone(w)))
+            .collect();
+        let names = self
+            .workflows
+            .iter()
+            .map(|w| (w.graph().name.to_owned(), w.graph().structural_hash()))
+            .collect();
+        Ok((by_name, names))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WorkerStats> {

@@ -139,6 +139,8 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// How to connect, for the connection a worker listens for new tasks on.
+    config: tokio_postgres::Config,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -210,7 +212,7 @@ impl PostgresStore {
             config.options(format!("-c search_path={schema}"));
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -220,7 +222,7 @@ impl PostgresStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(pool_error)?;
-        let store = Self { pool };
+        let store = Self { pool, config };
         store.migrate().await?;
         Ok(store)
     }
@@ -1094,8 +1096,16 @@ fn millis(lease: std::time::Duration) -> f64 {
     lease.as_secs_f64() * 1000.0
 }
 
-/// Queues the tasks of one run that are ready.
-async fn enqueue(tx: &Transaction<'_>, run: uuid::Uuid, tasks: &[Task]) -> Result<(), StoreError> {
+/// Queues the tasks of one run that are ready. With `notify`, idle workers listening hear
+/// of them when the transaction commits: for a new run's first tasks. The tasks a worker's
+/// result makes ready need no signal (that worker claims again at once, the others poll),
+/// and a `NOTIFY` serializes the commits that send one.
+async fn enqueue(
+    tx: &Transaction<'_>,
+    run: uuid::Uuid,
+    tasks: &[Task],
+    notify: bool,
+) -> Result<(), StoreError> {
     if tasks.is_empty() {
         return Ok(());
     }
@@ -1110,7 +1120,55 @@ async fn enqueue(tx: &Transaction<'_>, run: uuid::Uuid, tasks: &[Task]) -> Resul
         &[&run, &nodes, &steps],
     )
     .await?;
+    if notify {
+        exec(tx, "SELECT pg_notify('workflow_tasks', '')", &[]).await?;
+    }
     Ok(())
+}
+
+/// Listens for new tasks on a connection of its own and wakes `wake` for each
+/// notification, until `wake` is dropped; reconnects after a second when the connection
+/// fails (meanwhile the worker's polling finds the tasks).
+async fn listen(config: tokio_postgres::Config, wake: std::sync::Weak<tokio::sync::Notify>) {
+    use futures_util::StreamExt as _;
+    while wake.strong_count() > 0 {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let subscribe = client.batch_execute("LISTEN workflow_tasks");
+                tokio::pin!(subscribe);
+                let mut subscribed = false;
+                loop {
+                    tokio::select! {
+                        result = &mut subscribe, if !subscribed => {
+                            if result.is_err() {
+                                break;
+                            }
+                            subscribed = true;
+                        }
+                        message = messages.next() => match message {
+                            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                                match wake.upgrade() {
+                                    Some(wake) => wake.notify_one(),
+                                    None => return,
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(_)) | None => break,
+                        },
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                            if wake.strong_count() == 0 {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, "cannot listen for new tasks"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// The candidates whose inputs all exist now: every node they need has a checkpoint, every
@@ -1370,7 +1428,7 @@ async fn after_task(tx: &Transaction<'_>, head: &mut Head, run: RunId) -> Result
         node: super::FINISH.to_owned(),
         step: String::new(),
     };
-    enqueue(tx, head.id, &[finish]).await
+    enqueue(tx, head.id, &[finish], false).await
 }
 
 impl TaskQueue for PostgresStore {
@@ -1382,7 +1440,7 @@ impl TaskQueue for PostgresStore {
                 let mut head = Head::open(tx, id).await?;
                 head.insert_events(tx, id, &renumber(&head, events)).await?;
                 head.save(tx).await?;
-                enqueue(tx, uuid(id), &ready).await
+                enqueue(tx, uuid(id), &ready, true).await
             })
         })
     }
@@ -1595,7 +1653,7 @@ impl TaskQueue for PostgresStore {
                     .await?;
                 }
                 let ready = ready_candidates(tx, head.id, candidates).await?;
-                enqueue(tx, head.id, &ready).await?;
+                enqueue(tx, head.id, &ready, false).await?;
                 after_task(tx, &mut head, run).await?;
                 head.save(tx).await
             })
@@ -1635,6 +1693,15 @@ impl TaskQueue for PostgresStore {
                 Ok(())
             })
         })
+    }
+
+    fn wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(listen(
+            self.config.clone(),
+            std::sync::Arc::downgrade(&wake),
+        ));
+        Some(wake)
     }
 
     fn pending(&self) -> StoreFuture<'_, u64> {

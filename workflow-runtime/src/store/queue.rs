@@ -124,6 +124,15 @@ pub trait TaskQueue: Send + Sync {
 
     /// How many tasks are queued or in flight.
     fn pending(&self) -> StoreFuture<'_, u64>;
+
+    /// A signal that tasks were queued, for an idle worker to look at once instead of at
+    /// its next poll (PostgreSQL: `LISTEN/NOTIFY` on a connection of its own, for as long
+    /// as the signal is kept). It may be late or missed; workers poll all the same, so
+    /// correctness never depends on it. `None` (the provided method) when the store has
+    /// none.
+    fn wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 impl Limit {
