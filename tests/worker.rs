@@ -228,6 +228,14 @@ async fn workers_share_submitted_runs_and_run_each_node_once() {
     for n in 0..40 {
         ids.push(submitter.submit(n).await.expect("submitted"));
     }
+    // A run that workers run is theirs: no process resumes it meanwhile.
+    let error = submitter.resume(ids[39]).await.unwrap_err();
+    assert!(
+        error.to_string().ends_with(
+            "cannot resume: workers run it (its nodes are queued); resume is for a run whose process died"
+        ),
+        "{error}"
+    );
     let workers: Vec<Running> = ["a", "b", "c"]
         .into_iter()
         .map(|name| {

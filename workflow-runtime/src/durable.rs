@@ -226,7 +226,17 @@ impl<W: Persist<()>> Durable<W> {
     pub async fn resume(&self, id: RunId) -> Result<RunHandle<W::Output>, RunError> {
         let record = self.stored_run(id).await?;
         match record.status {
-            RunStatus::Running => {}
+            RunStatus::Running => {
+                if let Some(queue) = self.store.queue()
+                    && queue.queued(id).await? > 0
+                {
+                    return Err(RunError::NotResumable {
+                        run: id,
+                        reason: "workers run it (its nodes are queued); resume is for a run whose process died"
+                            .to_owned(),
+                    });
+                }
+            }
             RunStatus::Waiting => {
                 return Err(RunError::NotResumable {
                     run: id,

@@ -1695,6 +1695,21 @@ impl TaskQueue for PostgresStore {
         })
     }
 
+    fn queued(&self, run: RunId) -> StoreFuture<'_, u64> {
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                let row = query_opt(
+                    tx,
+                    "SELECT COUNT(*) FROM tasks WHERE run_id = $1",
+                    &[&uuid(run)],
+                )
+                .await?;
+                let count: i64 = row.map_or(0, |row| row.get(0));
+                Ok(u64::try_from(count).unwrap_or(0))
+            })
+        })
+    }
+
     fn wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
         tokio::spawn(listen(

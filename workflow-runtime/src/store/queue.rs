@@ -125,6 +125,10 @@ pub trait TaskQueue: Send + Sync {
     /// How many tasks are queued or in flight.
     fn pending(&self) -> StoreFuture<'_, u64>;
 
+    /// How many tasks of `run` are queued or in flight: more than none while workers run
+    /// it.
+    fn queued(&self, run: RunId) -> StoreFuture<'_, u64>;
+
     /// A signal that tasks were queued, for an idle worker to look at once instead of at
     /// its next poll (PostgreSQL: `LISTEN/NOTIFY` on a connection of its own, for as long
     /// as the signal is kept). It may be late or missed; workers poll all the same, so
