@@ -213,6 +213,16 @@
 //! inner graph inside its node. A workflow run from inside any step (`Other::new(..).run(..)`)
 //! nests its events the same way. When the inner workflow's context has another type,
 //! implement [`SubContext`] for the outer one.
+//!
+//! # Durable runs, workers, transactional steps
+//!
+//! [`Durable`] pairs a workflow with a [`store::Store`] (SQLite by default, PostgreSQL with
+//! the `postgres` feature): every completed node is checkpointed, a run whose process died
+//! resumes where it stopped, and a pause waits, stored, for its answer. On PostgreSQL,
+//! [`Durable::submit`] hands a run to the [`worker::Worker`]s sharing the database, on any
+//! number of machines, which claim its ready nodes under leases. Inside a step,
+//! [`transaction()`] queues SQL statements that commit in the transaction storing the
+//! step's checkpoint.
 #![warn(missing_docs)]
 
 pub use workflow_macros::{step, workflow};
