@@ -277,11 +277,27 @@ impl PostgresStore {
         F: for<'t> FnOnce(&'t Transaction<'t>) -> StoreFuture<'t, T> + Send + 'a,
     {
         Box::pin(async move {
-            let mut client = self.pool.get().await.map_err(pool_error)?;
-            let tx = client.transaction().await.map_err(backend)?;
-            let value = f(&tx).await?;
-            tx.commit().await.map_err(backend)?;
-            Ok(value)
+            let mut f = Some(f);
+            // A pooled connection can have closed since it was last used (the server
+            // restarted, or the runtime that drove it is gone): when `BEGIN` finds it
+            // closed, nothing was sent, so take another (the pool drops the closed one).
+            for _ in 0..=POOL_SIZE {
+                let mut client = self.pool.get().await.map_err(pool_error)?;
+                let tx = match client.transaction().await {
+                    Ok(tx) => tx,
+                    Err(error) if error.is_closed() => continue,
+                    Err(error) => return Err(backend(error)),
+                };
+                let Some(f) = f.take() else {
+                    break;
+                };
+                let value = f(&tx).await?;
+                tx.commit().await.map_err(backend)?;
+                return Ok(value);
+            }
+            Err(StoreError::Backend(
+                "every connection to the database is closed".into(),
+            ))
         })
     }
 }
@@ -637,6 +653,18 @@ async fn exists(tx: &Transaction<'_>, run: RunId) -> Result<(), StoreError> {
     found.map(|_| ()).ok_or(StoreError::UnknownRun(run))
 }
 
+/// A checkpoint from its row: node, output, attempts, started, finished.
+fn checkpoint_of(row: &tokio_postgres::Row) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        node: row.get(0),
+        output: row.get(1),
+        attempts: u32_of(row.get(2))?,
+        started_at: Timestamp(row.get(3)),
+        finished_at: Timestamp(row.get(4)),
+        writes: Vec::new(),
+    })
+}
+
 fn u32_of(value: i32) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("a count of {value}")))
 }
@@ -893,36 +921,8 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| {
             Box::pin(async move {
-                let mut head = Head::open(tx, run).await?;
-                head.insert_events(tx, run, &events).await?;
-                if status.is_final() {
-                    exec(tx, "DELETE FROM interrupts WHERE run_id = $1", &[&head.id])
-                        .await?;
-                    // A run ended from anywhere (cancelled, say) leaves no work queued.
-                    exec(tx, "DELETE FROM tasks WHERE run_id = $1", &[&head.id]).await?;
-                }
-                if status == RunStatus::Succeeded {
-                    // The output is the final state: keep it once (`state` reads it back).
-                    exec(tx,
-                        "UPDATE states SET state = 'null'::JSONB WHERE run_id = $1",
-                        &[&head.id],
-                    )
-                    .await?;
-                }
-                exec(tx,
-                    "UPDATE runs SET status = $2, output = $3, error = $4, next_seq = $5, updated_at = $6
-                     WHERE id = $1",
-                    &[
-                        &head.id,
-                        &status.as_str(),
-                        &output,
-                        &error,
-                        &seq(head.next_seq)?,
-                        &Timestamp::now().0,
-                    ],
-                )
-                .await?;
-                Ok(())
+                let head = Head::open(tx, run).await?;
+                end_run(tx, head, run, (status, output, error), &events).await
             })
         })
     }
@@ -985,18 +985,7 @@ impl Store for PostgresStore {
                     &[&uuid(run)],
                 )
                 .await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(Checkpoint {
-                            node: row.get(0),
-                            output: row.get(1),
-                            attempts: u32_of(row.get(2))?,
-                            started_at: Timestamp(row.get(3)),
-                            finished_at: Timestamp(row.get(4)),
-                            writes: Vec::new(),
-                        })
-                    })
-                    .collect()
+                rows.iter().map(checkpoint_of).collect()
             })
         })
     }
@@ -1363,7 +1352,9 @@ fn claim_of(row: &tokio_postgres::Row) -> Result<Claim, StoreError> {
     })
 }
 
-/// Records how a run ended, from a task that ended it; its other tasks are dropped.
+/// Records how a run ended, with its last events: a run that has ended keeps no pause and
+/// no queued work (its tasks are dropped, whoever ended it: a worker's last task, a
+/// cancellation), and a succeeded state graph keeps its final state once, as its output.
 async fn end_run(
     tx: &Transaction<'_>,
     mut head: Head,
@@ -1372,8 +1363,19 @@ async fn end_run(
     events: &[Event],
 ) -> Result<(), StoreError> {
     head.insert_events(tx, run, events).await?;
-    exec(tx, "DELETE FROM tasks WHERE run_id = $1", &[&head.id]).await?;
-    exec(tx, "DELETE FROM interrupts WHERE run_id = $1", &[&head.id]).await?;
+    if status.is_final() {
+        exec(tx, "DELETE FROM interrupts WHERE run_id = $1", &[&head.id]).await?;
+        exec(tx, "DELETE FROM tasks WHERE run_id = $1", &[&head.id]).await?;
+    }
+    if status == RunStatus::Succeeded {
+        // `state` reads the final state back from the output.
+        exec(
+            tx,
+            "UPDATE states SET state = 'null'::JSONB WHERE run_id = $1",
+            &[&head.id],
+        )
+        .await?;
+    }
     exec(
         tx,
         "UPDATE runs SET status = $2, output = $3, error = $4, next_seq = $5, updated_at = $6
@@ -1573,19 +1575,7 @@ impl TaskQueue for PostgresStore {
                     .await
                 };
                 let (record, rows) = tokio::try_join!(record, checkpoints)?;
-                let checkpoints = rows
-                    .iter()
-                    .map(|row| {
-                        Ok(Checkpoint {
-                            node: row.get(0),
-                            output: row.get(1),
-                            attempts: u32_of(row.get(2))?,
-                            started_at: Timestamp(row.get(3)),
-                            finished_at: Timestamp(row.get(4)),
-                            writes: Vec::new(),
-                        })
-                    })
-                    .collect::<Result<_, StoreError>>()?;
+                let checkpoints = rows.iter().map(checkpoint_of).collect::<Result<_, _>>()?;
                 Ok((record, checkpoints))
             })
         })
