@@ -517,10 +517,10 @@ struct StepScope {
 
 /// The statements a node's step asked to run with its checkpoint: those of its last
 /// attempt (each attempt starts with none).
-type Writes = Arc<Mutex<Vec<Statement>>>;
+pub(crate) type Writes = Arc<Mutex<Vec<Statement>>>;
 
 /// The statements of `writes`, taken.
-fn take_writes(writes: Option<&Writes>) -> Vec<Statement> {
+pub(crate) fn take_writes(writes: Option<&Writes>) -> Vec<Statement> {
     writes.map_or_else(Vec::new, |writes| {
         std::mem::take(&mut *writes.lock().unwrap_or_else(PoisonError::into_inner))
     })
@@ -1356,6 +1356,7 @@ pub(crate) async fn one_node<W: Compiled>(
 pub(crate) fn emit_failure(log: &EventLog, error: &RunError) {
     let (node, message) = match error {
         RunError::Step { node, source, .. } => (*node, source.to_string()),
+        RunError::StepLimit { node, .. } => (*node, error.to_string()),
         other => ("", other.to_string()),
     };
     log.emit(EventKind::RunFailed {
@@ -1741,21 +1742,7 @@ pub(crate) async fn drive_state<W: CompiledStateGraph>(
                 node: (*node).into(),
                 duration: log.elapsed(),
             }),
-            Err(error) => {
-                let node = match error {
-                    RunError::Step { node, .. } | RunError::StepLimit { node, .. } => *node,
-                    _ => "",
-                };
-                let error = match error {
-                    RunError::Step { source, .. } => source.to_string(),
-                    other => other.to_string(),
-                };
-                log.emit(EventKind::RunFailed {
-                    node: node.into(),
-                    error,
-                    duration: log.elapsed(),
-                });
-            }
+            Err(error) => emit_failure(&log, error),
         }
         result
     }
@@ -1825,54 +1812,19 @@ async fn walk_graph<W: CompiledStateGraph>(
             });
         }
         steps += 1;
-        let started = durable.is_some().then(Timestamp::now);
-        let entry = match &durable {
-            Some(durable) => durable.cache_entry(graph, node_def, &state),
-            None => None,
-        };
-        let hit = match (&durable, &entry) {
-            (Some(durable), Some(entry)) => durable.cache_lookup(entry, node_def).await,
-            _ => None,
-        };
-        let (taken, made) = if let Some((after, arm)) = hit {
-            log.emit(EventKind::CacheHit {
-                node: node_def.name.into(),
-            });
-            state = after;
-            (arm, 0)
-        } else {
-            let jitter = (seed, (u64::from(steps) << 32) | node.0 as u64);
-            let (after, taken, made) = state_node::<W>(
-                ctx,
-                node,
-                node_def,
-                state,
-                (log, writes.as_ref()),
-                jitter,
-                durable.is_some(),
-            )
-            .await?;
-            state = after;
-            if let (Some(durable), Some(entry)) = (&durable, entry) {
-                let json = durable.state_json(&state, node_def);
-                if let Some(json) = json {
-                    cache::state_keep(&*durable.recorder.store, entry, json, taken, node_def).await;
-                }
-            }
-            (taken, made)
-        };
-        current = route(graph, def, node, taken, &mut rounds, log)?;
-        if let Some(durable) = &mut durable {
-            let step = Stepped {
-                node_def,
-                steps,
-                rounds: &rounds,
-                next: current,
-                attempts: made,
-                started,
-                writes: take_writes(writes.as_ref()),
-            };
-            let checkpoint = durable.state_checkpoint(graph, &state, step)?;
+        let stepped = state_step::<W>(
+            (graph, def, node),
+            ctx,
+            state,
+            (&mut rounds, steps),
+            (log, seed),
+            durable.as_mut(),
+            writes.as_ref(),
+        )
+        .await?;
+        state = stepped.state;
+        current = stepped.next;
+        if let (Some(durable), Some(checkpoint)) = (&mut durable, stepped.checkpoint) {
             durable
                 .recorder
                 .write(log, |store, id, events| {
@@ -1882,6 +1834,88 @@ async fn walk_graph<W: CompiledStateGraph>(
         }
     }
     Ok(state)
+}
+
+/// Where one node of a state graph took its run.
+pub(crate) struct StateStepped<S> {
+    /// The state after the node.
+    pub(crate) state: S,
+    /// Where the run goes next.
+    pub(crate) next: Target,
+    /// In a durable run, what to store: the state after the node, with its step's
+    /// statements.
+    pub(crate) checkpoint: Option<StateCheckpoint>,
+}
+
+/// Runs one node of a state graph (the run's `steps`-th): from its cache if it has an
+/// entry, else its attempts; then its route, counted in `rounds`.
+pub(crate) async fn state_step<W: CompiledStateGraph>(
+    (graph, def, node): (&'static Graph, &'static StateGraphDef, NodeId),
+    ctx: &Arc<W::Context>,
+    mut state: W::State,
+    (rounds, steps): (&mut [u32], u32),
+    (log, seed): (&Arc<EventLog>, u64),
+    mut durable: Option<&mut StateDurability<'_, W::State>>,
+    writes: Option<&Writes>,
+) -> Result<StateStepped<W::State>, RunError> {
+    let node_def = graph.node(node);
+    let started = durable.is_some().then(Timestamp::now);
+    let entry = match &durable {
+        Some(durable) => durable.cache_entry(graph, node_def, &state),
+        None => None,
+    };
+    let hit = match (&durable, &entry) {
+        (Some(durable), Some(entry)) => durable.cache_lookup(entry, node_def).await,
+        _ => None,
+    };
+    let (taken, made) = if let Some((after, arm)) = hit {
+        log.emit(EventKind::CacheHit {
+            node: node_def.name.into(),
+        });
+        state = after;
+        (arm, 0)
+    } else {
+        let jitter = (seed, (u64::from(steps) << 32) | node.0 as u64);
+        let (after, taken, made) = state_node::<W>(
+            ctx,
+            node,
+            node_def,
+            state,
+            (log, writes),
+            jitter,
+            durable.is_some(),
+        )
+        .await?;
+        state = after;
+        if let (Some(durable), Some(entry)) = (&durable, entry) {
+            let json = durable.state_json(&state, node_def);
+            if let Some(json) = json {
+                cache::state_keep(&*durable.recorder.store, entry, json, taken, node_def).await;
+            }
+        }
+        (taken, made)
+    };
+    let next = route(graph, def, node, taken, rounds, log)?;
+    let checkpoint = match &mut durable {
+        Some(durable) => {
+            let step = Stepped {
+                node_def,
+                steps,
+                rounds,
+                next,
+                attempts: made,
+                started,
+                writes: take_writes(writes),
+            };
+            Some(durable.state_checkpoint(graph, &state, step)?)
+        }
+        None => None,
+    };
+    Ok(StateStepped {
+        state,
+        next,
+        checkpoint,
+    })
 }
 
 /// A state graph's node that has just completed, as its durable run stores it.
