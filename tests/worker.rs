@@ -143,6 +143,45 @@ workflow! {
     }
 }
 
+/// A draft a state graph revises until its score reaches its goal.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Draft {
+    score: u32,
+    goal: u32,
+    log: Vec<String>,
+}
+
+#[step]
+fn write(ctx: &Shop, draft: &mut Draft) {
+    ctx.ran();
+    draft.log.push(format!("written by {}", ctx.name));
+}
+
+#[step]
+fn review(ctx: &Shop, draft: &mut Draft) -> bool {
+    ctx.ran();
+    draft.score >= draft.goal
+}
+
+#[step]
+async fn revise(ctx: &Shop, draft: &mut Draft) {
+    ctx.ran();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    draft.score += 1;
+    draft.log.push("revised".to_owned());
+}
+
+workflow! {
+    Revision(ctx: Shop, draft: &mut Draft) {
+        write -> review;
+        review => match {
+            true => END,
+            false => revise,
+        } max 5 => END;
+        revise -> review;
+    }
+}
+
 /// A running worker, stopped by [`Running::stop`].
 struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -479,4 +518,67 @@ async fn a_store_without_a_queue_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(error, RunError::Unsupported(_)), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_run_a_state_graph_one_node_at_a_time_from_its_stored_state() {
+    let Some(schema) = pg::PgSchema::new("workers_run_a_state_graph") else {
+        return;
+    };
+    let store = schema.store().await;
+    let journal = Arc::default();
+    let submitter = Durable::new(
+        Revision::with_context(Arc::new(Shop::named("submitter", &journal))),
+        store.clone(),
+    );
+    let draft = |goal: u32| Draft {
+        score: 0,
+        goal,
+        log: Vec::new(),
+    };
+    let mut ids = Vec::new();
+    for goal in 0..6 {
+        ids.push(submitter.submit(draft(goal % 3)).await.unwrap());
+    }
+    let workers: Vec<Running> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            Running::start(
+                Worker::new(store.clone())
+                    .name(name)
+                    .workflow(Revision::with_context(Arc::new(Shop::named(
+                        name, &journal,
+                    ))))
+                    .poll_every(Duration::from_millis(5)),
+            )
+        })
+        .collect();
+    ended(&store, &ids).await;
+    for worker in workers {
+        let stats = worker.stop().await;
+        assert_eq!((stats.lost, stats.errors), (0, 0), "{stats:?}");
+    }
+    for (goal, &id) in ids.iter().enumerate() {
+        let goal = u32::try_from(goal).unwrap() % 3;
+        let record = store.run(id).await.unwrap();
+        assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+        let output: Draft = serde_json::from_value(record.output.unwrap()).unwrap();
+        assert_eq!(output.score, goal);
+        assert_eq!(output.log.len(), 1 + goal as usize);
+        let kinds = kinds(&store, id).await;
+        // write, then a review per revision and one more; the routes between them.
+        let reviews = kinds
+            .iter()
+            .filter(|k| *k == "step_succeeded review")
+            .count();
+        assert_eq!(reviews, 1 + goal as usize, "{kinds:?}");
+        assert!(kinds.contains(&"routed review".to_owned()), "{kinds:?}");
+        assert_eq!(kinds.first().map(String::as_str), Some("run_started"));
+        assert_eq!(kinds.last().map(String::as_str), Some("run_finished"));
+    }
+    // Every node ran once per visit: write once, review 1 + goal times, revise goal times.
+    let lines = journal.lock().unwrap().len();
+    assert_eq!(lines, (0..6).map(|g| 2 + 2 * (g % 3)).sum::<usize>());
+    assert_eq!(store.pending().await.unwrap(), 0);
+    schema.remove().await;
 }

@@ -765,7 +765,15 @@ fn executor(graph: &StateGraph) -> TokenStream {
                 <Self as #private::Persist<__X>>::load_input,
             )),
         ],
-        None,
+        Some(&quote!(#private::work_state_graph::<Self>(
+            ctx,
+            options,
+            task,
+            (
+                <Self as #private::Persist<__X>>::save_input,
+                <Self as #private::Persist<__X>>::load_input,
+            ),
+        ))),
     );
 
     quote! {

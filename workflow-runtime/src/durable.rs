@@ -171,18 +171,12 @@ impl<W: Persist<()>> Durable<W> {
     ///
     /// # Errors
     ///
-    /// [`RunError::Unsupported`] when the store has no work queue or the workflow is a
-    /// state graph; [`RunError::Decode`] when the input does not serialize;
+    /// [`RunError::Unsupported`] when the store has no work queue; [`RunError::Decode`]
+    /// when the input does not serialize;
     /// [`RunError::Store`] when the store fails.
     pub async fn submit(&self, input: W::Input) -> Result<RunId, RunError> {
         let queue = crate::worker::queue_of(&*self.store)?;
         let graph = W::graph();
-        if graph.state_graph().is_some() {
-            return Err(RunError::Unsupported(format!(
-                "`{}` is a state graph, which runs in the process that starts it: workers run dataflow workflows",
-                graph.name
-            )));
-        }
         let id = RunId::new();
         let json = W::save_input(&input).map_err(|error| RunError::Decode {
             what: "the run's input".to_owned(),

@@ -442,20 +442,11 @@ pub trait Persist<X: ?Sized>: Workflow {
     ) -> crate::durable::AnswerFuture;
 
     /// Runs one task of a submitted run, claimed by a worker, and records its result.
-    /// Dataflow workflows run on workers; the provided method refuses (state graphs).
     fn work(
         ctx: Arc<Self::Context>,
         options: RunOptions,
         task: crate::worker::WorkTask,
-    ) -> crate::worker::WorkFuture {
-        let _ = (ctx, options, task);
-        Box::pin(async {
-            Err(RunError::Unsupported(
-                "a state graph runs in the process that starts it: workers run dataflow workflows"
-                    .to_owned(),
-            ))
-        })
-    }
+    ) -> crate::worker::WorkFuture;
 }
 
 /// The node-level part of [`Persist`] for a dataflow workflow: its slots to and from JSON.
@@ -479,5 +470,5 @@ pub use crate::durable::{
     AnswerArgs, AnswerFuture, DriveFuture, DurableRun, answer_dataflow, answer_state_graph,
     drive_dataflow, drive_state_graph,
 };
-pub use crate::worker::{WorkFuture, WorkTask, work_dataflow};
+pub use crate::worker::{WorkFuture, WorkTask, work_dataflow, work_state_graph};
 pub use serde_json::Value as JsonValue;

@@ -15,8 +15,9 @@
 //! Concurrency limits ([`Limit`]) hold across every worker: at most so many tasks of a
 //! step, or of a workflow, in flight at once in the whole cluster.
 //!
-//! Dataflow workflows run on workers; a state graph (one node at a time by nature) runs in
-//! the process that starts it.
+//! Both shapes run on workers: a dataflow run's ready nodes are claimed side by side, a
+//! state graph's run is one task at a time (its next node), each from the state stored
+//! after the one before.
 //!
 //! # Examples
 //!
@@ -68,14 +69,14 @@ use tokio::task::JoinSet;
 use crate::cache::NodeCache;
 use crate::durable::{Durable, DynDurable};
 use crate::events::{EventKind, EventLog};
-use crate::graph::{Graph, NodeId};
-use crate::private::{Compiled, Persist, PersistNodes};
+use crate::graph::{Graph, NodeId, Target};
+use crate::private::{Compiled, CompiledStateGraph, Persist, PersistNodes};
 
 use crate::run::{self, NodeOutcome, RunError, RunOptions};
 use crate::step::StepError;
 use crate::store::{
-    Candidate, Claim, FINISH, Interrupt, Limit, RunStatus, Store, StoreError, Task, TaskQueue,
-    TaskResult, Timestamp,
+    Candidate, Claim, FINISH, Interrupt, Limit, RunRecord, RunStatus, StateCheckpoint, Store,
+    StoreError, Task, TaskQueue, TaskResult, Timestamp,
 };
 
 /// A claimed task, as a worker hands it to the workflow's generated code. Not a public
@@ -100,9 +101,12 @@ pub(crate) fn queue_of(store: &dyn Store) -> Result<&dyn TaskQueue, RunError> {
     })
 }
 
-/// The first tasks of a new run of a dataflow graph: its nodes without inputs from other
-/// nodes (or, for a graph without nodes, the task that ends it).
+/// The first tasks of a new run: a state graph's start node; a dataflow graph's nodes
+/// without inputs from other nodes (or, for a graph without nodes, the task that ends it).
 pub(crate) fn first_tasks(graph: &'static Graph) -> Vec<Task> {
+    if let Some(def) = graph.state_graph() {
+        return vec![task_of(graph, def.start)];
+    }
     let tasks: Vec<Task> = graph
         .nodes
         .iter()
@@ -116,6 +120,14 @@ pub(crate) fn first_tasks(graph: &'static Graph) -> Vec<Task> {
         return vec![finish_task()];
     }
     tasks
+}
+
+fn task_of(graph: &'static Graph, node: NodeId) -> Task {
+    let def = graph.node(node);
+    Task {
+        node: def.name.to_owned(),
+        step: def.step.to_owned(),
+    }
 }
 
 fn finish_task() -> Task {
@@ -166,6 +178,13 @@ pub type Codec<I, O> = (
     fn(&O) -> Result<serde_json::Value, StepError>,
 );
 
+/// How a state graph's state goes to JSON and comes back.
+#[doc(hidden)]
+pub type StateCodec<S> = (
+    fn(&S) -> Result<serde_json::Value, StepError>,
+    fn(serde_json::Value) -> Result<S, StepError>,
+);
+
 /// Runs a claimed task of a dataflow workflow and records its result (what
 /// [`Persist::work`] does for one).
 #[doc(hidden)]
@@ -188,10 +207,7 @@ pub fn work_dataflow<W: Compiled + PersistNodes>(
                 .collect()
         });
         let (record, checkpoints) = queue.inputs(claim.run, needs).await?;
-        // Event times count from the run's creation, whichever process records them.
-        let age = Timestamp::now().0.saturating_sub(record.created_at.0);
-        let offset = Duration::from_micros(u64::try_from(age).unwrap_or(0));
-        let log = Arc::new(EventLog::resumed(claim.run.to_string().into(), 0, offset));
+        let log = task_log(&claim, &record);
         let input_json = record.input.clone();
         let result = match load_input(record.input) {
             Err(error) => failed(
@@ -258,6 +274,144 @@ pub fn work_dataflow<W: Compiled + PersistNodes>(
         queue.complete(&claim, result).await?;
         Ok(())
     })
+}
+
+/// A task's event log. Event times count from the run's creation, whichever process
+/// records them; the store numbers the events.
+fn task_log(claim: &Claim, record: &RunRecord) -> Arc<EventLog> {
+    let age = Timestamp::now().0.saturating_sub(record.created_at.0);
+    let offset = Duration::from_micros(u64::try_from(age).unwrap_or(0));
+    Arc::new(EventLog::resumed(claim.run.to_string().into(), 0, offset))
+}
+
+/// Runs a claimed node of a state graph's run and records its result (what
+/// [`Persist::work`] does for a state graph): from the state stored after the node before
+/// it (or the run's input), the node's attempts and its route; the store then keeps the
+/// state after it and queues the next node, or ends the run with the state as its output.
+#[doc(hidden)]
+pub fn work_state_graph<W: CompiledStateGraph>(
+    ctx: Arc<W::Context>,
+    options: RunOptions,
+    task: WorkTask,
+    (save, load): StateCodec<W::State>,
+) -> WorkFuture {
+    Box::pin(async move {
+        let WorkTask { store, claim } = task;
+        let queue = queue_of(&*store)?;
+        let (record, _) = queue.inputs(claim.run, Some(Vec::new())).await?;
+        let stored = store.state(claim.run).await?;
+        let log = task_log(&claim, &record);
+        let result = match state_task::<W>(
+            &ctx,
+            &options,
+            (&store, &claim),
+            (record, stored),
+            &log,
+            (save, load),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(RunError::Waiting { node, request }) => TaskResult {
+                pause: Some(Interrupt {
+                    node: node.to_owned(),
+                    request,
+                    created_at: Timestamp::now(),
+                }),
+                events: log.since(0),
+                ..TaskResult::default()
+            },
+            Err(error) => failed(&log, &error),
+        };
+        queue.complete(&claim, result).await?;
+        Ok(())
+    })
+}
+
+/// The result of a state graph's task, or the error that ends its run (or pauses it).
+async fn state_task<W: CompiledStateGraph>(
+    ctx: &Arc<W::Context>,
+    options: &RunOptions,
+    (store, claim): (&Arc<dyn Store>, &Claim),
+    (record, stored): (RunRecord, Option<StateCheckpoint>),
+    log: &Arc<EventLog>,
+    (save, load): StateCodec<W::State>,
+) -> Result<TaskResult, RunError> {
+    let graph = W::graph();
+    let (Some(def), Some(node)) = (graph.state_graph(), graph.find(&claim.node)) else {
+        return Err(RunError::Internal(format!(
+            "the queue holds node `{}`, which is not a node of the state graph `{}`",
+            claim.node, graph.name
+        )));
+    };
+    let decode = |what: String, error: StepError| RunError::Decode {
+        what,
+        error: error.to_string(),
+    };
+    let (state, mut rounds, steps) = if let Some(checkpoint) = stored {
+        let what = format!("the state stored after step {}", checkpoint.step);
+        let state = load(checkpoint.state).map_err(|error| decode(what, error))?;
+        (state, checkpoint.rounds, checkpoint.step)
+    } else {
+        let what = format!("the stored input of run {}", claim.run);
+        let state = load(record.input).map_err(|error| decode(what, error))?;
+        (state, Vec::new(), 0)
+    };
+    rounds.resize(graph.nodes.len(), 0);
+    if steps >= options.step_limit() {
+        return Err(RunError::StepLimit {
+            limit: options.step_limit(),
+            node: graph.node(node).name,
+        });
+    }
+    let mut recorder = run::Recorder {
+        store: Arc::clone(store),
+        id: claim.run,
+        saved: 0,
+    };
+    let mut durability = run::StateDurability {
+        recorder: &mut recorder,
+        save,
+        load,
+        graph_hash: graph.structural_hash().into(),
+        before: None,
+    };
+    let writes = store.runs_statements().then(run::Writes::default);
+    let stepped = run::state_step::<W>(
+        (graph, def, node),
+        ctx,
+        state,
+        (&mut rounds, steps + 1),
+        (log, options.run_seed()),
+        Some(&mut durability),
+        writes.as_ref(),
+    )
+    .await?;
+    let mut result = TaskResult {
+        state: stepped.checkpoint,
+        ..TaskResult::default()
+    };
+    match stepped.next {
+        Target::Node(next) => {
+            result.candidates = vec![Candidate {
+                task: task_of(graph, next),
+                needs: Vec::new(),
+                reads_if_present: Vec::new(),
+            }];
+        }
+        Target::End => {
+            let output = save(&stepped.state).map_err(|error| RunError::Decode {
+                what: "the run's output".to_owned(),
+                error: error.to_string(),
+            })?;
+            log.emit(EventKind::RunFinished {
+                duration: log.elapsed(),
+            });
+            result.end = Some((RunStatus::Succeeded, Some(output), None));
+        }
+    }
+    result.events = log.since(0);
+    Ok(result)
 }
 
 /// What the store records for a node's outcome.
@@ -469,14 +623,14 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// [`RunError::Unsupported`] when the store has no work queue, or a workflow is a
-    /// state graph; [`RunError::Store`] when the limits cannot be written.
+    /// [`RunError::Unsupported`] when the store has no work queue; [`RunError::Store`]
+    /// when the limits cannot be written.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = impl Sized>,
     ) -> Result<(), RunError> {
         let queue = queue_of(&*self.store)?;
-        let (by_name, names) = self.workflows_by_name()?;
+        let (by_name, names) = self.workflows_by_name();
         if !self.limits.is_empty() {
             queue.set_limits(self.limits.clone()).await?;
         }
@@ -561,29 +715,14 @@ impl Worker {
         }
     }
 
-    /// The workflows by name, and their names and structural hashes for the queue; an
-    /// error for a state graph.
+    /// The workflows by name, and their names and structural hashes for the queue.
     #[allow(clippy::type_complexity)] // two views of one list
     fn workflows_by_name(
         &self,
-    ) -> Result<
-        (
-            HashMap<&'static str, Arc<dyn DynDurable>>,
-            Vec<(String, String)>,
-        ),
-        RunError,
-    > {
-        if let Some(graph) = self
-            .workflows
-            .iter()
-            .map(|w| w.graph())
-            .find(|g| g.state_graph().is_some())
-        {
-            return Err(RunError::Unsupported(format!(
-                "`{}` is a state graph, which runs in the process that starts it: workers run dataflow workflows",
-                graph.name
-            )));
-        }
+    ) -> (
+        HashMap<&'static str, Arc<dyn DynDurable>>,
+        Vec<(String, String)>,
+    ) {
         let by_name = self
             .workflows
             .iter()
@@ -594,7 +733,7 @@ impl Worker {
             .iter()
             .map(|w| (w.graph().name.to_owned(), w.graph().structural_hash()))
             .collect();
-        Ok((by_name, names))
+        (by_name, names)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WorkerStats> {

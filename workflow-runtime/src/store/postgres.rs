@@ -583,6 +583,27 @@ impl Head {
         Ok(())
     }
 
+    /// Replaces a state graph's stored state, running its step's statements.
+    async fn store_state(
+        &self,
+        tx: &Transaction<'_>,
+        run: RunId,
+        state: &StateCheckpoint,
+    ) -> Result<(), StoreError> {
+        self.replace_state(tx, state).await?;
+        for statement in &state.writes {
+            run_statement(tx, statement)
+                .await
+                .map_err(|error| StoreError::Statement {
+                    run,
+                    node: state.node.clone(),
+                    sql: statement.sql.clone(),
+                    error: error.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
     /// Records completed nodes and their events and moves the head on, the three
     /// statements sent together (tokio-postgres pipelines them on the connection): one
     /// round trip instead of three. The transaction makes them one write.
@@ -749,17 +770,7 @@ impl Store for PostgresStore {
         self.transaction(move |tx| {
             Box::pin(async move {
                 let mut head = Head::open(tx, run).await?;
-                head.replace_state(tx, &state).await?;
-                for statement in &state.writes {
-                    run_statement(tx, statement)
-                        .await
-                        .map_err(|error| StoreError::Statement {
-                            run,
-                            node: state.node.clone(),
-                            sql: statement.sql.clone(),
-                            error: error.to_string(),
-                        })?;
-                }
+                head.store_state(tx, run, &state).await?;
                 head.insert_events(tx, run, &events).await?;
                 head.save(tx).await
             })
@@ -1608,6 +1619,7 @@ impl TaskQueue for PostgresStore {
                 }
                 let TaskResult {
                     checkpoint,
+                    state,
                     skipped,
                     pause,
                     candidates,
@@ -1615,6 +1627,9 @@ impl TaskQueue for PostgresStore {
                     events,
                 } = result;
                 let events = renumber(&head, events);
+                if let Some(state) = &state {
+                    head.store_state(tx, run, state).await?;
+                }
                 if let Some(end) = end {
                     return end_run(tx, head, run, end, &events).await;
                 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Checkpoint, Interrupt, RunRecord, RunStatus, StoreFuture};
+use super::{Checkpoint, Interrupt, RunRecord, RunStatus, StateCheckpoint, StoreFuture};
 use crate::events::Event;
 use crate::run::RunId;
 
@@ -60,6 +60,8 @@ pub struct Claim {
 pub struct TaskResult {
     /// The node's checkpoint, when it completed.
     pub checkpoint: Option<Checkpoint>,
+    /// For a state graph's node: the state after it (replacing the stored one).
+    pub state: Option<StateCheckpoint>,
     /// Nodes skipped by a failure policy: the node, and those downstream that needed it.
     pub skipped: Vec<String>,
     /// The pause the node asks an answer for.
