@@ -14,6 +14,8 @@
 //! cargo run --example code_review -- show <run-id>         # its latest state, as JSON
 //! cargo run --example code_review -- events <run-id>       # its event log
 //! cargo run --example code_review -- serve                 # HTTP API and web page on :8080
+//! cargo run --example code_review -- --db postgres://... worker   # join the workers
+//! cargo run --example code_review -- --db postgres://... submit   # a review for them
 //! ```
 
 mod analysis;
@@ -108,6 +110,18 @@ enum Command {
     Runs(workflow::cli::RunsCommand),
     /// Serve the review workflow over HTTP: the API, live events and a web page.
     Serve(workflow::http::ServeArgs),
+    /// Join the workers that run submitted reviews (`--db` must be a `postgres://` URL that
+    /// every worker and submitter shares): each round's node runs on whichever worker
+    /// claims it.
+    Worker(workflow::worker::WorkerArgs),
+    /// Submit a review to the workers and print its run id.
+    Submit {
+        /// The Rust file to review (the bundled sample if none).
+        path: Option<PathBuf>,
+        /// The score to reach, from 0 to 10.
+        #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+        threshold: f64,
+    },
 }
 
 /// Carries out a run command against the store.
@@ -136,6 +150,29 @@ async fn inspect(inspect: Inspect) -> ExitCode {
                 .await
                 .map_err(|error| error.to_string())
         }
+        Command::Worker(args) => {
+            let worker =
+                workflow::worker::Worker::with_shared_store(store).workflow(CodeReview::new());
+            args.run(worker).await.map_err(|error| error.to_string())
+        }
+        Command::Submit { path, threshold } => {
+            let (name, source) = match path {
+                Some(path) => match std::fs::read_to_string(&path) {
+                    Ok(source) => (path.display().to_string(), source),
+                    Err(error) => {
+                        eprintln!("error: cannot read {}: {error}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => ("sample.rs (bundled)".to_owned(), SAMPLE.to_owned()),
+            };
+            let durable = Durable::with_shared_store(CodeReview::new(), store);
+            durable
+                .submit(Review::new(name, source, threshold))
+                .await
+                .map(|id| println!("{id}"))
+                .map_err(|error| error.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,7 +191,12 @@ fn is_run_command(mut args: impl Iterator<Item = String>) -> bool {
                 args.next();
             }
             arg if arg.starts_with("--db=") => {}
-            arg => return ["runs", "show", "events", "resume", "graph", "serve"].contains(&arg),
+            arg => {
+                return [
+                    "runs", "show", "events", "resume", "graph", "serve", "worker", "submit",
+                ]
+                .contains(&arg);
+            }
         }
     }
     false
