@@ -182,6 +182,36 @@ workflow! {
     }
 }
 
+#[step]
+fn compose(ctx: &Shop, n: &u32) -> String {
+    ctx.ran();
+    format!("post {n}")
+}
+
+/// Asks an editor.
+#[step]
+fn approval(post: &String) -> Pause<String, bool> {
+    Pause::new(post.clone())
+}
+
+#[step]
+fn release(ctx: &Shop, post: &String, approved: &bool) -> String {
+    ctx.ran();
+    if *approved {
+        format!("{post} published by {}", ctx.name)
+    } else {
+        "dropped".to_owned()
+    }
+}
+
+workflow! {
+    Editorial(ctx: Shop, n: u32) -> String {
+        let post = compose(n);
+        let approved = approval(post);
+        release(post, approved)
+    }
+}
+
 /// A running worker, stopped by [`Running::stop`].
 struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -580,5 +610,82 @@ async fn workers_run_a_state_graph_one_node_at_a_time_from_its_stored_state() {
     let lines = journal.lock().unwrap().len();
     assert_eq!(lines, (0..6).map(|g| 2 + 2 * (g % 3)).sum::<usize>());
     assert_eq!(store.pending().await.unwrap(), 0);
+    schema.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_pause_goes_back_to_the_workers_and_a_followed_run_can_be_cancelled() {
+    let Some(schema) = pg::PgSchema::new("an_answered_pause_goes_back_to_the_workers") else {
+        return;
+    };
+    let store = schema.store().await;
+    let journal = Arc::default();
+    let editor = Durable::new(
+        Editorial::with_context(Arc::new(Shop::named("editor", &journal))),
+        store.clone(),
+    );
+    let id = editor.submit(4).await.unwrap();
+    let worker = Running::start(
+        Worker::new(store.clone())
+            .name("w")
+            .workflow(Editorial::with_context(Arc::new(Shop::named(
+                "w", &journal,
+            ))))
+            .poll_every(Duration::from_millis(10)),
+    );
+    ended(&store, &[id]).await;
+    assert_eq!(store.run(id).await.unwrap().status, RunStatus::Waiting);
+    // Following it from here: it waits for the editor.
+    let error = editor.follow(id).await.unwrap().await.unwrap_err();
+    assert!(
+        matches!(&error, RunError::Waiting { node: "approved", request } if request == "post 4"),
+        "{error:?}"
+    );
+    // The editor's answer sends the run back to the workers; this process follows it.
+    let handle = editor.answer::<approval>(id, true).await.unwrap();
+    let events = handle.events();
+    assert_eq!(handle.await.unwrap(), "post 4 published by w");
+    let seen: Vec<u64> = futures_util::StreamExt::collect::<Vec<_>>(events)
+        .await
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    // From the answer on, every stored event, in order.
+    let stored = store.events(id, 0).await.unwrap();
+    let answered = stored
+        .iter()
+        .position(|e| matches!(e.kind, workflow::EventKind::Answered { .. }))
+        .unwrap() as u64;
+    assert_eq!(seen, (answered..stored.len() as u64).collect::<Vec<_>>());
+    assert!(matches!(
+        stored.last().map(|e| &e.kind),
+        Some(workflow::EventKind::RunFinished { .. })
+    ));
+    assert_eq!(
+        journal
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.ends_with(" editor"))
+            .count(),
+        0,
+        "the editor's process ran no step"
+    );
+
+    // A followed run can be cancelled: the store records it, the workers drop its tasks.
+    let slow = Durable::new(
+        Editorial::with_context(Arc::new(Shop::named("editor", &journal))),
+        store.clone(),
+    )
+    .submit(5)
+    .await
+    .unwrap();
+    worker.stop().await;
+    let handle = editor.follow(slow).await.unwrap();
+    handle.cancel();
+    assert!(matches!(handle.await, Err(RunError::Cancelled)));
+    assert_eq!(store.run(slow).await.unwrap().status, RunStatus::Cancelled);
+    assert_eq!(store.queued(slow).await.unwrap(), 0);
+    kinds(&store, slow).await;
     schema.remove().await;
 }

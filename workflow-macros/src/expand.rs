@@ -309,6 +309,12 @@ pub(crate) fn persist_impl(
                 <#output_ty as #private::Stored<__X>>::to_stored(output)
             }
 
+            fn load_output(
+                value: #private::JsonValue,
+            ) -> ::core::result::Result<#output_ty, #private::StepError> {
+                <#output_ty as #private::Stored<__X>>::from_stored(value)
+            }
+
             fn drive(
                 ctx: #private::ArcPtr<#ctx_ty>,
                 options: #private::RunOptions,

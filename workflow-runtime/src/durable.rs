@@ -311,6 +311,10 @@ impl<W: Persist<()>> Durable<W> {
         let state = self.store.state(id).await?;
         let (next_seq, offset) = self.log_end(id).await?;
         let log = Arc::new(EventLog::resumed(id.to_string().into(), next_seq, offset));
+        let on_workers = match self.store.queue() {
+            Some(queue) => queue.on_workers(id).await?,
+            None => false,
+        };
         let progress = W::answer(AnswerArgs {
             ctx: Arc::clone(self.workflow.context()),
             input,
@@ -321,10 +325,63 @@ impl<W: Persist<()>> Durable<W> {
             history: self.history,
         })
         .await?;
+        if on_workers && let Some(queue) = self.store.queue() {
+            // The workers go on with it, from the nodes the answer makes ready.
+            let next = crate::worker::after_answer(W::graph(), node, &progress);
+            queue
+                .answer_queued(id, (interrupt.node, progress), log.since(next_seq), next)
+                .await?;
+            return Ok(self.follow_from(id, next_seq));
+        }
         self.store
             .answer(id, interrupt.node, progress, log.since(next_seq))
             .await?;
         self.resume(id).await
+    }
+
+    /// A handle on a run that another process drives (the workers, say): its events are
+    /// read from the store as they are stored, from the first of the run's current part
+    /// (as [`RunHandle::events`] gives a resumed run's), and it ends with the run, its
+    /// output decoded from the store. Cancelling it records the run as cancelled.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Store`] when the store cannot read the run's log.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn follow(&self, id: RunId) -> Result<RunHandle<W::Output>, RunError> {
+        let events = self.store.events(id, 0).await?;
+        // A part ends with a terminal event (a pause's `run_waiting`); the current part is
+        // the one after the last that ended, or the last one when the run has ended.
+        let ends: Vec<u64> = events
+            .iter()
+            .filter(|event| event.kind.is_terminal())
+            .map(|event| event.seq)
+            .collect();
+        let last_is_end = events
+            .last()
+            .is_some_and(|event| ends.last() == Some(&event.seq));
+        let ended_before = if last_is_end {
+            ends.iter().rev().nth(1)
+        } else {
+            ends.last()
+        };
+        Ok(self.follow_from(id, ended_before.map_or(0, |&seq| seq + 1)))
+    }
+
+    /// [`Durable::follow`], from event `from` on.
+    fn follow_from(&self, id: RunId, from: u64) -> RunHandle<W::Output> {
+        let log = Arc::new(EventLog::resumed(
+            id.to_string().into(),
+            from,
+            std::time::Duration::ZERO,
+        ));
+        let store = Arc::clone(&self.store);
+        run::spawn_with(id, log, move |id, log, cancel| {
+            follow_run::<W>(store, id, log, cancel)
+        })
     }
 
     /// Answers the pause a run waits at with a typed reply: `S` is the pause step (its
@@ -483,6 +540,100 @@ impl<W: Persist<()>> Durable<W> {
                 },
             )
         })
+    }
+}
+
+/// How often [`Durable::follow`] reads the store.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Copies a run's stored events into `log` until the run ends (or waits), then gives its
+/// output or error as the store has them.
+async fn follow_run<W: Persist<()>>(
+    store: Arc<dyn Store>,
+    id: RunId,
+    log: Arc<EventLog>,
+    cancel: run::Canceller,
+) -> Result<W::Output, RunError> {
+    loop {
+        // The status first: a run's end and its last events are stored together, so the
+        // events read after it include them.
+        let record = store.run(id).await?;
+        for event in store.events(id, log.next_seq()).await? {
+            log.emit_at(event.at, event.kind);
+        }
+        match record.status {
+            RunStatus::Running => {}
+            RunStatus::Succeeded => {
+                let output = record.output.unwrap_or(serde_json::Value::Null);
+                return W::load_output(output).map_err(|error| RunError::Decode {
+                    what: format!("the stored output of run {id}"),
+                    error: error.to_string(),
+                });
+            }
+            RunStatus::Cancelled => return Err(RunError::Cancelled),
+            RunStatus::Failed => {
+                return Err(RunError::Failed {
+                    run: id,
+                    error: record.error.unwrap_or_default(),
+                });
+            }
+            RunStatus::Waiting => {
+                let interrupt = store.interrupt(id).await?;
+                let graph = W::graph();
+                let at = interrupt.as_ref().and_then(|i| graph.find(&i.node));
+                return Err(match (interrupt, at) {
+                    (Some(interrupt), Some(node)) => RunError::Waiting {
+                        node: graph.node(node).name,
+                        request: interrupt.request,
+                    },
+                    _ => RunError::Internal(format!("run {id} waits, but not at a known pause")),
+                });
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => {
+                if cancel_stored(&*store, id, &log).await? {
+                    return Err(RunError::Cancelled);
+                }
+            }
+            () = tokio::time::sleep(FOLLOW_EVERY) => {}
+        }
+    }
+}
+
+/// Records a followed run as cancelled, its `run_cancelled` event after the stored log
+/// (read again if its drivers stored more meanwhile). `false` when the run had ended
+/// already: it stays as it ended.
+async fn cancel_stored(store: &dyn Store, id: RunId, log: &EventLog) -> Result<bool, RunError> {
+    loop {
+        let record = store.run(id).await?;
+        if record.status.is_final() {
+            return Ok(false);
+        }
+        for event in store.events(id, log.next_seq()).await? {
+            log.emit_at(event.at, event.kind);
+        }
+        let age = Timestamp::now().0.saturating_sub(record.created_at.0);
+        let at = std::time::Duration::from_micros(u64::try_from(age).unwrap_or(0));
+        let kind = EventKind::RunCancelled { duration: at };
+        let event = crate::events::Event {
+            seq: log.next_seq(),
+            at,
+            kind: kind.clone(),
+        };
+        match store
+            .finish_run(id, RunStatus::Cancelled, None, None, vec![event])
+            .await
+        {
+            Ok(()) => {
+                log.emit_at(at, kind);
+                return Ok(true);
+            }
+            // Its drivers stored more events meanwhile: read them, and try again.
+            Err(crate::store::StoreError::OutOfSequence { .. }) => {}
+            Err(crate::store::StoreError::Ended(_)) => return Ok(false),
+            Err(error) => return Err(RunError::Store(error)),
+        }
     }
 }
 

@@ -428,6 +428,13 @@ pub trait Persist<X: ?Sized>: Workflow {
     /// When it does not serialize.
     fn save_output(output: &Self::Output) -> Result<serde_json::Value, Error>;
 
+    /// The output from JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the JSON does not decode as the output type.
+    fn load_output(value: serde_json::Value) -> Result<Self::Output, Error>;
+
     /// Drives a durable run to its end (or its next pause) in the calling task.
     fn drive(
         ctx: Arc<Self::Context>,

@@ -301,6 +301,13 @@ pub enum RunError {
         /// Why it does not decode.
         error: String,
     },
+    /// A run followed from its store ([`crate::Durable::follow`]) failed where it ran.
+    Failed {
+        /// The run.
+        run: RunId,
+        /// Its error, as stored.
+        error: String,
+    },
     /// What was asked cannot be done with this workflow or store (a state graph on
     /// workers, say, or submitting to a store without a work queue).
     Unsupported(String),
@@ -344,6 +351,7 @@ impl fmt::Display for RunError {
                 "run {run} was started by a different version of `{workflow}` (graph hash {stored}, this program has {current}): it cannot resume under the changed graph; finish it with the program that started it, or start a new run"
             ),
             Self::Decode { what, error } => write!(f, "{what} has the wrong type: {error}"),
+            Self::Failed { run, error } => write!(f, "run {run} failed: {error}"),
             Self::Unsupported(message) => f.write_str(message),
             Self::Internal(message) => write!(f, "internal error: {message}"),
         }
@@ -485,7 +493,7 @@ impl Canceller {
         self.0.cancelled.load(Ordering::SeqCst)
     }
 
-    async fn cancelled(&self) {
+    pub(crate) async fn cancelled(&self) {
         while !self.is_cancelled() {
             self.0.notify.notified().await;
         }

@@ -338,6 +338,23 @@ async fn state_task<W: CompiledStateGraph>(
     (save, load): StateCodec<W::State>,
 ) -> Result<TaskResult, RunError> {
     let graph = W::graph();
+    if claim.node == FINISH {
+        // The run went to its end from an answer: its output is the state stored then.
+        let Some(stored) = stored else {
+            return Err(RunError::Internal(format!(
+                "run {} ended without a stored state",
+                claim.run
+            )));
+        };
+        log.emit(EventKind::RunFinished {
+            duration: log.elapsed(),
+        });
+        return Ok(TaskResult {
+            end: Some((RunStatus::Succeeded, Some(stored.state), None)),
+            events: log.since(0),
+            ..TaskResult::default()
+        });
+    }
     let (Some(def), Some(node)) = (graph.state_graph(), graph.find(&claim.node)) else {
         return Err(RunError::Internal(format!(
             "the queue holds node `{}`, which is not a node of the state graph `{}`",
@@ -412,6 +429,26 @@ async fn state_task<W: CompiledStateGraph>(
     }
     result.events = log.since(0);
     Ok(result)
+}
+
+/// The nodes an answer to a pause at `node` may make ready: a dataflow pause's dependents,
+/// a state graph's next node (none when the answer ends the run).
+pub(crate) fn after_answer(
+    graph: &'static Graph,
+    node: NodeId,
+    progress: &crate::store::Progress,
+) -> Vec<Candidate> {
+    match progress {
+        crate::store::Progress::Nodes(_) => {
+            candidates(graph, graph.node(node).dependents.iter().copied())
+        }
+        crate::store::Progress::State(state) => state
+            .next
+            .as_deref()
+            .and_then(|next| graph.find(next))
+            .map(|next| candidates(graph, [next]))
+            .unwrap_or_default(),
+    }
 }
 
 /// What the store records for a node's outcome.

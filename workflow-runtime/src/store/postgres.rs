@@ -104,6 +104,7 @@ const MIGRATIONS: &[&str] = &[
         node TEXT NOT NULL,
         PRIMARY KEY (run_id, node)
     );
+    ALTER TABLE runs ADD COLUMN on_workers BOOLEAN NOT NULL DEFAULT FALSE;
     CREATE TABLE limits (
         kind TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -729,6 +730,39 @@ async fn insert_run(tx: &Transaction<'_>, run: &RunRecord) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Records an answer to a run's pause (see [`Store::answer`]): the run back to running,
+/// the pause node's progress and the answer's events.
+async fn record_answer(
+    tx: &Transaction<'_>,
+    head: &mut Head,
+    run: RunId,
+    (node, progress): (&str, Progress),
+    events: &[Event],
+) -> Result<(), StoreError> {
+    let waiting: Option<String> = if head.status == RunStatus::Waiting {
+        query_opt(
+            tx,
+            "SELECT node FROM interrupts WHERE run_id = $1",
+            &[&head.id],
+        )
+        .await?
+        .map(|row| row.get(0))
+    } else {
+        None
+    };
+    super::check_answer(run, head.status, waiting.as_deref(), node)?;
+    match progress {
+        Progress::Nodes(checkpoints) => {
+            head.insert_checkpoints(tx, run, checkpoints).await?;
+        }
+        Progress::State(state) => head.replace_state(tx, &state).await?,
+    }
+    head.insert_events(tx, run, events).await?;
+    exec(tx, "DELETE FROM interrupts WHERE run_id = $1", &[&head.id]).await?;
+    head.status = RunStatus::Running;
+    Ok(())
+}
+
 impl Store for PostgresStore {
     fn create_run(&self, run: RunRecord) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| Box::pin(async move { insert_run(tx, &run).await }))
@@ -896,27 +930,7 @@ impl Store for PostgresStore {
         self.transaction(move |tx| {
             Box::pin(async move {
                 let mut head = Head::load(tx, run).await?;
-                let waiting: Option<String> = if head.status == RunStatus::Waiting {
-                    query_opt(
-                        tx,
-                        "SELECT node FROM interrupts WHERE run_id = $1",
-                        &[&head.id],
-                    )
-                    .await?
-                    .map(|row| row.get(0))
-                } else {
-                    None
-                };
-                super::check_answer(run, head.status, waiting.as_deref(), &node)?;
-                match progress {
-                    Progress::Nodes(checkpoints) => {
-                        head.insert_checkpoints(tx, run, checkpoints).await?;
-                    }
-                    Progress::State(state) => head.replace_state(tx, &state).await?,
-                }
-                head.insert_events(tx, run, &events).await?;
-                exec(tx, "DELETE FROM interrupts WHERE run_id = $1", &[&head.id]).await?;
-                head.status = RunStatus::Running;
+                record_answer(tx, &mut head, run, (&node, progress), &events).await?;
                 head.save(tx).await
             })
         })
@@ -1450,6 +1464,12 @@ impl TaskQueue for PostgresStore {
             Box::pin(async move {
                 let id = run.id;
                 insert_run(tx, &run).await?;
+                exec(
+                    tx,
+                    "UPDATE runs SET on_workers = TRUE WHERE id = $1",
+                    &[&uuid(id)],
+                )
+                .await?;
                 let mut head = Head::open(tx, id).await?;
                 head.insert_events(tx, id, &renumber(&head, events)).await?;
                 head.save(tx).await?;
@@ -1696,6 +1716,41 @@ impl TaskQueue for PostgresStore {
                 )
                 .await?;
                 Ok(())
+            })
+        })
+    }
+
+    fn on_workers(&self, run: RunId) -> StoreFuture<'_, bool> {
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                let row = query_opt(
+                    tx,
+                    "SELECT on_workers FROM runs WHERE id = $1",
+                    &[&uuid(run)],
+                )
+                .await?
+                .ok_or(StoreError::UnknownRun(run))?;
+                Ok(row.get(0))
+            })
+        })
+    }
+
+    fn answer_queued(
+        &self,
+        run: RunId,
+        (node, progress): (String, Progress),
+        events: Vec<Event>,
+        next: Vec<Candidate>,
+    ) -> StoreFuture<'_, ()> {
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                let mut head = Head::load(tx, run).await?;
+                record_answer(tx, &mut head, run, (&node, progress), &events).await?;
+                let ready = ready_candidates(tx, head.id, next).await?;
+                // Idle workers hear of the run going on.
+                enqueue(tx, head.id, &ready, true).await?;
+                after_task(tx, &mut head, run).await?;
+                head.save(tx).await
             })
         })
     }

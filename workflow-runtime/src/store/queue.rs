@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Checkpoint, Interrupt, RunRecord, RunStatus, StateCheckpoint, StoreFuture};
+use super::{Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateCheckpoint, StoreFuture};
 use crate::events::Event;
 use crate::run::RunId;
 
@@ -130,6 +130,20 @@ pub trait TaskQueue: Send + Sync {
     /// How many tasks of `run` are queued or in flight: more than none while workers run
     /// it.
     fn queued(&self, run: RunId) -> StoreFuture<'_, u64>;
+
+    /// Whether `run` was submitted to the workers ([`TaskQueue::submit`]).
+    fn on_workers(&self, run: RunId) -> StoreFuture<'_, bool>;
+
+    /// Records an answer to the pause of a run on the workers, as [`super::Store::answer`]
+    /// does, and in the same transaction queues the nodes in `next` whose inputs now all
+    /// exist (or, when none is left to run, the task that ends the run).
+    fn answer_queued(
+        &self,
+        run: RunId,
+        answer: (String, Progress),
+        events: Vec<Event>,
+        next: Vec<Candidate>,
+    ) -> StoreFuture<'_, ()>;
 
     /// A signal that tasks were queued, for an idle worker to look at once instead of at
     /// its next poll (PostgreSQL: `LISTEN/NOTIFY` on a connection of its own, for as long
