@@ -693,18 +693,20 @@ impl Worker {
                 let me = (self.name.as_str(), running.as_slice());
                 match queue.claim(&names, me, room, self.lease).await {
                     Ok(claims) => {
-                        drained = claims.len() < room;
+                        let mut started = 0;
                         for claim in claims {
                             self.note_claim(&claim);
                             let Some(durable) = by_name.get(claim.workflow.as_str()) else {
                                 continue;
                             };
+                            started += 1;
                             let durable = Arc::clone(durable);
                             let lease = claim.lease;
                             let handle =
                                 tasks.spawn(async move { (lease, durable.work(claim).await) });
                             held.insert(lease, handle);
                         }
+                        drained = started < room;
                     }
                     Err(error) => {
                         tracing::warn!(worker = %self.name, %error, "cannot claim tasks");
