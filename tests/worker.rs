@@ -560,7 +560,8 @@ async fn workers_run_a_state_graph_one_node_at_a_time_from_its_stored_state() {
     let submitter = Durable::new(
         Revision::with_context(Arc::new(Shop::named("submitter", &journal))),
         store.clone(),
-    );
+    )
+    .keep_history();
     let draft = |goal: u32| Draft {
         score: 0,
         goal,
@@ -605,6 +606,11 @@ async fn workers_run_a_state_graph_one_node_at_a_time_from_its_stored_state() {
         assert!(kinds.contains(&"routed review".to_owned()), "{kinds:?}");
         assert_eq!(kinds.first().map(String::as_str), Some("run_started"));
         assert_eq!(kinds.last().map(String::as_str), Some("run_finished"));
+        // The workers kept its history: a state after every node, the last the output.
+        let history = submitter.history(id).await.unwrap();
+        assert_eq!(history.len(), 2 + 2 * goal as usize);
+        assert_eq!(history.last().map(|h| &h.state), Some(&output));
+        assert_eq!(history[0].node, "write");
     }
     // Every node ran once per visit: write once, review 1 + goal times, revise goal times.
     let lines = journal.lock().unwrap().len();

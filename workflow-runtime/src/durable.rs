@@ -188,7 +188,12 @@ impl<W: Persist<()>> Durable<W> {
             workflow: graph.name.into(),
         });
         queue
-            .submit(record, crate::worker::first_tasks(graph), log.since(0))
+            .submit(
+                record,
+                crate::worker::first_tasks(graph),
+                log.since(0),
+                self.history,
+            )
             .await?;
         Ok(id)
     }

@@ -206,7 +206,11 @@ pub fn work_dataflow<W: Compiled + PersistNodes>(
                 .map(|&dep| graph.node(dep).name.to_owned())
                 .collect()
         });
-        let (record, checkpoints) = queue.inputs(claim.run, needs).await?;
+        let crate::store::TaskInputs {
+            record,
+            checkpoints,
+            ..
+        } = queue.inputs(claim.run, needs).await?;
         let log = task_log(&claim, &record);
         let input_json = record.input.clone();
         let result = match load_input(record.input) {
@@ -298,14 +302,14 @@ pub fn work_state_graph<W: CompiledStateGraph>(
     Box::pin(async move {
         let WorkTask { store, claim } = task;
         let queue = queue_of(&*store)?;
-        let (record, _) = queue.inputs(claim.run, Some(Vec::new())).await?;
+        let inputs = queue.inputs(claim.run, Some(Vec::new())).await?;
         let stored = store.state(claim.run).await?;
-        let log = task_log(&claim, &record);
+        let log = task_log(&claim, &inputs.record);
         let result = match state_task::<W>(
             &ctx,
             &options,
             (&store, &claim),
-            (record, stored),
+            (inputs, stored),
             &log,
             (save, load),
         )
@@ -333,7 +337,7 @@ async fn state_task<W: CompiledStateGraph>(
     ctx: &Arc<W::Context>,
     options: &RunOptions,
     (store, claim): (&Arc<dyn Store>, &Claim),
-    (record, stored): (RunRecord, Option<StateCheckpoint>),
+    (inputs, stored): (crate::store::TaskInputs, Option<StateCheckpoint>),
     log: &Arc<EventLog>,
     (save, load): StateCodec<W::State>,
 ) -> Result<TaskResult, RunError> {
@@ -365,14 +369,17 @@ async fn state_task<W: CompiledStateGraph>(
         what,
         error: error.to_string(),
     };
-    let (state, mut rounds, steps) = if let Some(checkpoint) = stored {
+    // A run that keeps its history stores each node's change from the state before it.
+    let (state, mut rounds, steps, before) = if let Some(checkpoint) = stored {
         let what = format!("the state stored after step {}", checkpoint.step);
+        let before = inputs.history.then(|| checkpoint.state.clone());
         let state = load(checkpoint.state).map_err(|error| decode(what, error))?;
-        (state, checkpoint.rounds, checkpoint.step)
+        (state, checkpoint.rounds, checkpoint.step, before)
     } else {
         let what = format!("the stored input of run {}", claim.run);
-        let state = load(record.input).map_err(|error| decode(what, error))?;
-        (state, Vec::new(), 0)
+        let before = inputs.history.then(|| inputs.record.input.clone());
+        let state = load(inputs.record.input).map_err(|error| decode(what, error))?;
+        (state, Vec::new(), 0, before)
     };
     rounds.resize(graph.nodes.len(), 0);
     if steps >= options.step_limit() {
@@ -391,7 +398,7 @@ async fn state_task<W: CompiledStateGraph>(
         save,
         load,
         graph_hash: graph.structural_hash().into(),
-        before: None,
+        before,
     };
     let writes = store.runs_statements().then(run::Writes::default);
     let stepped = run::state_step::<W>(

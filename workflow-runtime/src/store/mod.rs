@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
-pub use queue::{Candidate, Claim, FINISH, Limit, Task, TaskQueue, TaskResult};
+pub use queue::{Candidate, Claim, FINISH, Limit, Task, TaskInputs, TaskQueue, TaskResult};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

@@ -7,8 +7,8 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     CacheKey, Candidate, Checkpoint, Claim, Interrupt, Limit, Progress, RunRecord, RunStatus,
-    StateChange, StateCheckpoint, Statement, Store, StoreError, StoreFuture, Task, TaskQueue,
-    TaskResult, Timestamp,
+    StateChange, StateCheckpoint, Statement, Store, StoreError, StoreFuture, Task, TaskInputs,
+    TaskQueue, TaskResult, Timestamp,
 };
 use crate::events::Event;
 use crate::run::RunId;
@@ -105,6 +105,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, node)
     );
     ALTER TABLE runs ADD COLUMN on_workers BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE runs ADD COLUMN keeps_history BOOLEAN NOT NULL DEFAULT FALSE;
     CREATE TABLE limits (
         kind TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -1459,15 +1460,21 @@ async fn after_task(tx: &Transaction<'_>, head: &mut Head, run: RunId) -> Result
 }
 
 impl TaskQueue for PostgresStore {
-    fn submit(&self, run: RunRecord, ready: Vec<Task>, events: Vec<Event>) -> StoreFuture<'_, ()> {
+    fn submit(
+        &self,
+        run: RunRecord,
+        ready: Vec<Task>,
+        events: Vec<Event>,
+        history: bool,
+    ) -> StoreFuture<'_, ()> {
         self.transaction(move |tx| {
             Box::pin(async move {
                 let id = run.id;
                 insert_run(tx, &run).await?;
                 exec(
                     tx,
-                    "UPDATE runs SET on_workers = TRUE WHERE id = $1",
-                    &[&uuid(id)],
+                    "UPDATE runs SET on_workers = TRUE, keeps_history = $2 WHERE id = $1",
+                    &[&uuid(id), &history],
                 )
                 .await?;
                 let mut head = Head::open(tx, id).await?;
@@ -1576,23 +1583,19 @@ impl TaskQueue for PostgresStore {
         })
     }
 
-    fn inputs(
-        &self,
-        run: RunId,
-        nodes: Option<Vec<String>>,
-    ) -> StoreFuture<'_, (RunRecord, Vec<Checkpoint>)> {
+    fn inputs(&self, run: RunId, nodes: Option<Vec<String>>) -> StoreFuture<'_, TaskInputs> {
         self.transaction(move |tx| {
             Box::pin(async move {
                 let id = uuid(run);
                 let record = async {
                     let row = query_opt(
                         tx,
-                        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
+                        &format!("SELECT {RUN_COLUMNS}, keeps_history FROM runs WHERE id = $1"),
                         &[&id],
                     )
                     .await?
                     .ok_or(StoreError::UnknownRun(run))?;
-                    record(&row)
+                    Ok::<_, StoreError>((record(&row)?, row.get::<_, bool>(9)))
                 };
                 // Sent together with the run's row: one round trip.
                 let checkpoints = async {
@@ -1605,9 +1608,13 @@ impl TaskQueue for PostgresStore {
                     )
                     .await
                 };
-                let (record, rows) = tokio::try_join!(record, checkpoints)?;
+                let ((record, history), rows) = tokio::try_join!(record, checkpoints)?;
                 let checkpoints = rows.iter().map(checkpoint_of).collect::<Result<_, _>>()?;
-                Ok((record, checkpoints))
+                Ok(TaskInputs {
+                    record,
+                    checkpoints,
+                    history,
+                })
             })
         })
     }

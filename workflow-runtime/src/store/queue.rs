@@ -76,6 +76,17 @@ pub struct TaskResult {
     pub events: Vec<Event>,
 }
 
+/// What a task runs from ([`TaskQueue::inputs`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskInputs {
+    /// The run's record.
+    pub record: RunRecord,
+    /// The checkpoints asked for.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Whether the run keeps its history.
+    pub history: bool,
+}
+
 /// A concurrency limit across every worker sharing a store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Limit {
@@ -88,8 +99,16 @@ pub enum Limit {
 /// A store that queues the ready nodes of runs for worker processes (PostgreSQL). Every
 /// method is one transaction.
 pub trait TaskQueue: Send + Sync {
-    /// Records a new run with its first events and its first ready nodes.
-    fn submit(&self, run: RunRecord, ready: Vec<Task>, events: Vec<Event>) -> StoreFuture<'_, ()>;
+    /// Records a new run with its first events and its first ready nodes; `history` says
+    /// whether the run keeps its history (a state graph's changes, see
+    /// [`crate::Durable::keep_history`]).
+    fn submit(
+        &self,
+        run: RunRecord,
+        ready: Vec<Task>,
+        events: Vec<Event>,
+        history: bool,
+    ) -> StoreFuture<'_, ()>;
 
     /// Claims up to `max` ready tasks of runs of `workflows` (name and structural hash
     /// each), oldest first, for `lease` (renewed by [`TaskQueue::renew`]): tasks that
@@ -111,11 +130,7 @@ pub trait TaskQueue: Send + Sync {
 
     /// What a task runs from, read together: the run's record, and the checkpoints of
     /// `nodes` (of every node when `None`).
-    fn inputs(
-        &self,
-        run: RunId,
-        nodes: Option<Vec<String>>,
-    ) -> StoreFuture<'_, (RunRecord, Vec<Checkpoint>)>;
+    fn inputs(&self, run: RunId, nodes: Option<Vec<String>>) -> StoreFuture<'_, TaskInputs>;
 
     /// Records a task's result: fails with [`super::StoreError::LeaseLost`] (and writes
     /// nothing) unless the task is still held under `claim.lease`.
