@@ -112,10 +112,9 @@ pub trait TaskQueue: Send + Sync {
 
     /// Claims up to `max` ready tasks of runs of `workflows` (name and structural hash
     /// each), oldest first, for `lease` (renewed by [`TaskQueue::renew`]): tasks that
-    /// nobody holds, or whose lease has expired, except those held under `running` (the
-    /// caller runs them still: it does not take its own lapsed tasks again), `claimer` being
-    /// the caller's name and those leases. Concurrency
-    /// limits are respected.
+    /// nobody holds, or whose lease has expired. `claimer` is the caller's name and the
+    /// leases of the tasks it runs: it never takes one of those again, even once its lease
+    /// has lapsed. Concurrency limits are respected.
     fn claim<'a>(
         &'a self,
         workflows: &'a [(String, String)],
