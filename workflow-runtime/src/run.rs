@@ -308,8 +308,8 @@ pub enum RunError {
         /// Its error, as stored.
         error: String,
     },
-    /// What was asked cannot be done with this workflow or store (a state graph on
-    /// workers, say, or submitting to a store without a work queue).
+    /// What was asked cannot be done with this store (submitting runs to workers, or
+    /// running workers, on a store without a work queue).
     Unsupported(String),
     /// The runtime broke one of its own invariants (a bug; please report it).
     Internal(String),
