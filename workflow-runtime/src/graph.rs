@@ -332,6 +332,18 @@ impl Graph {
         self.nodes.iter().position(|n| n.name == name).map(NodeId)
     }
 
+    /// Finds nodes by name, many times: through an index built once (for restoring a
+    /// large run's checkpoints, where [`Graph::find`] for each would be quadratic).
+    pub(crate) fn finder(&self) -> impl Fn(&str) -> Option<NodeId> + '_ {
+        let index: std::collections::HashMap<&str, NodeId> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name, NodeId(i)))
+            .collect();
+        move |name| index.get(name).copied()
+    }
+
     /// Every dataflow edge, once: from each distinct source of a node to that node, then
     /// from the output's source to the output. (A state graph's nodes have no inputs: see
     /// [`Graph::transitions`].)

@@ -224,8 +224,15 @@ pub fn work_dataflow<W: Compiled + PersistNodes>(
             Ok(input) => {
                 let run = W::new_run(ctx, input);
                 let mut restore_error = None;
+                // A node's few inputs are found directly; the run's end, with every
+                // checkpoint, through an index.
+                let index = (checkpoints.len() > 8).then(|| graph.finder());
                 for checkpoint in checkpoints {
-                    let Some(done) = graph.find(&checkpoint.node) else {
+                    let found = match &index {
+                        Some(find) => find(&checkpoint.node),
+                        None => graph.find(&checkpoint.node),
+                    };
+                    let Some(done) = found else {
                         continue;
                     };
                     if let Err(error) = W::restore_node(&run, done, checkpoint.output) {
