@@ -1061,9 +1061,9 @@ pub fn drive_dataflow<W: Compiled + PersistNodes>(
         };
         let state = Arc::new(W::new_run(ctx, input));
         let mut restored = vec![false; graph.nodes.len()];
-        let find = graph.finder();
+        let finder = graph.finder(checkpoints.len());
         for checkpoint in checkpoints {
-            let Some(node) = find(&checkpoint.node) else {
+            let Some(node) = finder.find(&checkpoint.node) else {
                 let error = RunError::Internal(format!(
                     "the stored run has a checkpoint of `{}`, which is not a node of `{}`",
                     checkpoint.node, graph.name

@@ -332,16 +332,18 @@ impl Graph {
         self.nodes.iter().position(|n| n.name == name).map(NodeId)
     }
 
-    /// Finds nodes by name, many times: through an index built once (for restoring a
-    /// large run's checkpoints, where [`Graph::find`] for each would be quadratic).
-    pub(crate) fn finder(&self) -> impl Fn(&str) -> Option<NodeId> + '_ {
-        let index: std::collections::HashMap<&str, NodeId> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name, NodeId(i)))
-            .collect();
-        move |name| index.get(name).copied()
+    /// Finds nodes by name `lookups` times: through an index built once when they are
+    /// many (restoring a large run's checkpoints, where [`Graph::find`] for each would be
+    /// quadratic), by [`Graph::find`] when they are few.
+    pub(crate) fn finder(&self, lookups: usize) -> NodeFinder<'_> {
+        let index = (lookups > 8).then(|| {
+            self.nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name, NodeId(i)))
+                .collect()
+        });
+        NodeFinder { graph: self, index }
     }
 
     /// Every dataflow edge, once: from each distinct source of a node to that node, then
@@ -664,6 +666,22 @@ impl Fnv {
         match target {
             Target::Node(id) => self.usize(id.0),
             Target::End => self.usize(usize::MAX),
+        }
+    }
+}
+
+/// Finds a graph's nodes by name (see [`Graph::finder`]).
+pub(crate) struct NodeFinder<'a> {
+    graph: &'a Graph,
+    index: Option<std::collections::HashMap<&'static str, NodeId>>,
+}
+
+impl NodeFinder<'_> {
+    /// The node with this name, if any.
+    pub(crate) fn find(&self, name: &str) -> Option<NodeId> {
+        match &self.index {
+            Some(index) => index.get(name).copied(),
+            None => self.graph.find(name),
         }
     }
 }

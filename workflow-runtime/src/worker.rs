@@ -224,15 +224,9 @@ pub fn work_dataflow<W: Compiled + PersistNodes>(
             Ok(input) => {
                 let run = W::new_run(ctx, input);
                 let mut restore_error = None;
-                // A node's few inputs are found directly; the run's end, with every
-                // checkpoint, through an index.
-                let index = (checkpoints.len() > 8).then(|| graph.finder());
+                let finder = graph.finder(checkpoints.len());
                 for checkpoint in checkpoints {
-                    let found = match &index {
-                        Some(find) => find(&checkpoint.node),
-                        None => graph.find(&checkpoint.node),
-                    };
-                    let Some(done) = found else {
+                    let Some(done) = finder.find(&checkpoint.node) else {
                         continue;
                     };
                     if let Err(error) = W::restore_node(&run, done, checkpoint.output) {
