@@ -130,17 +130,9 @@ impl Pool {
     }
 }
 
+/// A fresh schema `name`: dropped if a run before left it, then made by the store.
 async fn schema(name: &str) -> PostgresStore {
-    let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL: set WORKFLOW_PG_URL");
-    let task = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-        .await
-        .expect("dropped");
-    drop(client);
-    let _ = task.await;
+    drop_schema(name).await;
     PostgresStore::connect_in_schema(&url(), name)
         .await
         .expect("connected")
@@ -149,11 +141,12 @@ async fn schema(name: &str) -> PostgresStore {
 async fn drop_schema(name: &str) {
     let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
         .await
-        .expect("connected");
+        .expect("PostgreSQL: set WORKFLOW_PG_URL");
     let task = tokio::spawn(connection);
-    let _ = client
+    client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-        .await;
+        .await
+        .expect("dropped");
     drop(client);
     let _ = task.await;
 }

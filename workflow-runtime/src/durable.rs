@@ -150,13 +150,8 @@ impl<W: Persist<()>> Durable<W> {
     ///
     /// Outside a tokio runtime.
     pub async fn start(&self, input: W::Input) -> Result<RunHandle<W::Output>, RunError> {
-        let id = RunId::new();
-        let graph = W::graph();
-        let json = W::save_input(&input).map_err(|error| RunError::Decode {
-            what: "the run's input".to_owned(),
-            error: error.to_string(),
-        })?;
-        let record = RunRecord::new(id, graph.name, &*self.graph_hash, json.clone());
+        let record = self.new_record(&input)?;
+        let (id, json) = (record.id, record.input.clone());
         self.store
             .create_run(record)
             .await
@@ -177,12 +172,8 @@ impl<W: Persist<()>> Durable<W> {
     pub async fn submit(&self, input: W::Input) -> Result<RunId, RunError> {
         let queue = crate::worker::queue_of(&*self.store)?;
         let graph = W::graph();
-        let id = RunId::new();
-        let json = W::save_input(&input).map_err(|error| RunError::Decode {
-            what: "the run's input".to_owned(),
-            error: error.to_string(),
-        })?;
-        let record = RunRecord::new(id, graph.name, &*self.graph_hash, json);
+        let record = self.new_record(&input)?;
+        let id = record.id;
         let log = EventLog::new(id.to_string().into());
         log.emit(crate::events::EventKind::RunStarted {
             workflow: graph.name.into(),
@@ -196,6 +187,20 @@ impl<W: Persist<()>> Durable<W> {
             )
             .await?;
         Ok(id)
+    }
+
+    /// The record of a new run of `input`, under a new id.
+    fn new_record(&self, input: &W::Input) -> Result<RunRecord, RunError> {
+        let json = W::save_input(input).map_err(|error| RunError::Decode {
+            what: "the run's input".to_owned(),
+            error: error.to_string(),
+        })?;
+        Ok(RunRecord::new(
+            RunId::new(),
+            W::graph().name,
+            &*self.graph_hash,
+            json,
+        ))
     }
 
     /// Starts a run and waits for its output.
@@ -750,6 +755,14 @@ impl fmt::Debug for JsonRun {
     }
 }
 
+/// A workflow's input from JSON, or the error that says it has the wrong type.
+fn input_from_json<W: Persist<()>>(input: serde_json::Value) -> Result<W::Input, RunError> {
+    W::load_input(input).map_err(|error| RunError::Decode {
+        what: format!("the input of `{}`", W::graph().name),
+        error: error.to_string(),
+    })
+}
+
 /// A boxed future borrowing `'a`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -764,10 +777,7 @@ impl<W: Persist<()>> DynDurable for Durable<W> {
 
     fn start_json(&self, input: serde_json::Value) -> BoxFuture<'_, Result<RunId, RunError>> {
         Box::pin(async move {
-            let input = W::load_input(input).map_err(|error| RunError::Decode {
-                what: format!("the input of `{}`", W::graph().name),
-                error: error.to_string(),
-            })?;
+            let input = input_from_json::<W>(input)?;
             Ok(self.start(input).await?.id())
         })
     }
@@ -778,10 +788,7 @@ impl<W: Persist<()>> DynDurable for Durable<W> {
 
     fn start_run(&self, input: serde_json::Value) -> BoxFuture<'_, Result<JsonRun, RunError>> {
         Box::pin(async move {
-            let input = W::load_input(input).map_err(|error| RunError::Decode {
-                what: format!("the input of `{}`", W::graph().name),
-                error: error.to_string(),
-            })?;
+            let input = input_from_json::<W>(input)?;
             Ok(JsonRun::new::<W>(self.start(input).await?))
         })
     }
@@ -800,10 +807,7 @@ impl<W: Persist<()>> DynDurable for Durable<W> {
 
     fn submit_json(&self, input: serde_json::Value) -> BoxFuture<'_, Result<RunId, RunError>> {
         Box::pin(async move {
-            let input = W::load_input(input).map_err(|error| RunError::Decode {
-                what: format!("the input of `{}`", W::graph().name),
-                error: error.to_string(),
-            })?;
+            let input = input_from_json::<W>(input)?;
             self.submit(input).await
         })
     }
