@@ -89,6 +89,119 @@ async fn a_single_task_run_still_overlaps_waiting_steps() {
     assert_eq!(output.expect("succeeds"), 42);
 }
 
+/// Yields to the scheduler first, so that steps of one level end in any order.
+#[step]
+async fn hop(x: u32) -> u32 {
+    tokio::task::yield_now().await;
+    x + 1
+}
+
+#[step]
+fn add3(a: u32, b: u32, c: u32) -> u32 {
+    a + b + c
+}
+
+workflow! {
+    /// Diamonds that share inputs: joins whose inputs end on two threads at once.
+    Lattice(x: u32) -> u32 {
+        let a = hop(x);
+        let b1 = hop(a);
+        let b2 = hop(a);
+        let b3 = hop(a);
+        let b4 = hop(a);
+        let c1 = add(b1, b2);
+        let c2 = add(b2, b3);
+        let c3 = add(b3, b4);
+        let d1 = hop(c1);
+        let d2 = hop(c2);
+        let d3 = hop(c3);
+        add3(d1, d2, d3)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_whose_inputs_end_on_two_threads_start_once_with_every_input() {
+    // x + 1 = a; b = a + 1; c = 2b; d = 2b + 1; the sum is 3(2b + 1).
+    let expected = |x: u32| 3 * (2 * (x + 2) + 1);
+    for x in 0..500 {
+        let handle = Lattice::new().start(x);
+        let events = handle.events();
+        assert_eq!(handle.await.expect("succeeds"), expected(x));
+        let events = events.collect().await;
+        let started = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::StepStarted { .. }))
+            .count();
+        assert_eq!(started, 12, "every node started exactly once");
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event.seq, i as u64, "sequence numbers are gapless");
+        }
+    }
+}
+
+#[step]
+async fn spins(ctx: &Probe, x: u32) -> u32 {
+    let _guard = DropGuard(&ctx.dropped);
+    loop {
+        tokio::task::yield_now().await;
+        if ctx.finished.load(Ordering::SeqCst) == u32::MAX as usize {
+            return x;
+        }
+    }
+}
+
+#[step]
+async fn fails_after_yields(x: u32) -> Result<u32, Broken> {
+    for _ in 0..x {
+        tokio::task::yield_now().await;
+    }
+    Err(Broken)
+}
+
+workflow! {
+    /// Steps that never end on their own beside one that fails.
+    Spinners(ctx: Probe, x: u32) -> u32 {
+        let a = spins(x);
+        let b = spins(x);
+        let c = spins(x);
+        let d = spins(x);
+        let e = fails_after_yields(x);
+        let f = spins(e);
+        let ab = add(a, b);
+        let cd = add(c, d);
+        add3(ab, cd, f)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_on_two_threads_drops_every_step_in_flight_before_the_run_ends() {
+    for x in [0, 1, 5, 50] {
+        let probe = Arc::new(Probe::default());
+        let handle = Spinners::with_context(Arc::clone(&probe)).start(x);
+        let events = handle.events();
+        let error = tokio::time::timeout(Duration::from_secs(20), handle)
+            .await
+            .expect("the failure ends the run")
+            .expect_err("e fails");
+        assert!(matches!(error, RunError::Step { node: "e", .. }));
+        // Every spinner that started was dropped by the time the run ended.
+        let events = events.collect().await;
+        let started = events
+            .iter()
+            .filter(|e| matches!(&e.kind, EventKind::StepStarted { node, .. } if node != "e"))
+            .count();
+        assert_eq!(probe.dropped.load(Ordering::SeqCst), started);
+        assert!(
+            events.iter().all(|e| e.kind.node() != Some("f")),
+            "what needs the failed node never started"
+        );
+        assert!(matches!(
+            events.last().map(|e| &e.kind),
+            Some(EventKind::RunFailed { node, .. }) if node == "e"
+        ));
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Concurrency limit
 

@@ -32,6 +32,8 @@ use crate::store::{
     Timestamp,
 };
 
+mod lanes;
+
 /// How many node executions a run of a state graph may make before it fails with
 /// [`RunError::StepLimit`], unless [`RunOptions::max_steps`] says otherwise.
 pub const DEFAULT_MAX_STEPS: u32 = 1_000;
@@ -992,6 +994,10 @@ async fn drive_graph<W: Compiled>(
     cancel: Canceller,
     mut durable: Option<Durability<'_, W::Run>>,
 ) -> Result<W::Output, RunError> {
+    if durable.is_none() && lanes::applies(options.parallelism, options.max_concurrency.is_some()) {
+        let deadline = Deadline::new(options.deadline);
+        return lanes::drive::<W>(graph, run, options.run_seed(), log, cancel, deadline).await;
+    }
     let restored = durable.as_ref().map_or(&[][..], |d| d.restored.as_slice());
     let mut nodes = Readiness::new(graph, restored);
     if durable.as_ref().is_some_and(|d| d.resumed) {

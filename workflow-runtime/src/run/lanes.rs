@@ -1,0 +1,365 @@
+//! Decentralised readiness, for runs that keep nothing in a store and give each step a
+//! task: a step that ends marks its dependents itself, goes on with one that became ready in
+//! its own task, and spawns the others, as hand-written tasks that await each other would.
+//! The run's own task only starts the roots, watches for cancellation and the deadline, and
+//! ends the run once no step is left in flight (or one failed).
+//!
+//! Each node's count of missing inputs is an atomic: the step that brings it to zero owns
+//! the node's start, so every node starts exactly once. What is rare (a skipped node, a
+//! pause, a failure) takes one lock.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tracing::Instrument as _;
+
+use super::{
+    Canceller, Completion, Deadline, Finished, RunError, emit_failure, node_attempts, output,
+    skip_downstream,
+};
+use crate::events::{EventKind, EventLog};
+use crate::graph::{Graph, NodeId};
+use crate::private::Compiled;
+
+/// What the steps of one run share.
+struct Lanes<W: Compiled> {
+    run: Arc<W::Run>,
+    graph: &'static Graph,
+    log: Arc<EventLog>,
+    seed: u64,
+    /// The run's span, the parent of every step's.
+    span: tracing::Span,
+    /// Per node, how many of its inputs do not exist yet.
+    waiting_for: Box<[AtomicUsize]>,
+    /// Set once the run fails or is cancelled: no step starts any more.
+    stopped: AtomicBool,
+    /// Per node that started a task, the handle that aborts it while it runs (taken by the
+    /// task when it ends, so that an ended task's memory goes back at once).
+    tasks: Box<[Mutex<Option<AbortHandle>>]>,
+    /// What is rare and needs a lock.
+    control: Mutex<Control>,
+    /// Outside the rest, so that a step's task lets go of the run before it counts itself
+    /// out: once the count is zero, the run's task holds the only reference.
+    ended: Arc<Ended>,
+}
+
+/// The skipped nodes, the first pause and the first failure of a run.
+struct Control {
+    skipped: Vec<bool>,
+    paused: Option<(NodeId, serde_json::Value)>,
+    failure: Option<RunError>,
+}
+
+/// How many step tasks are live, and the signal the run's task waits on.
+#[derive(Default)]
+struct Ended {
+    live: AtomicUsize,
+    notify: Notify,
+}
+
+impl Ended {
+    fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Counts a task out; the last one wakes the run's task.
+    fn leave(&self) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// One step task's place in the count of live tasks: counted in when the task is made, out
+/// when it is dropped, whether it ended, was aborted or was never polled.
+struct Lane<W: Compiled> {
+    lanes: Option<Arc<Lanes<W>>>,
+    /// The node the task started with (whose `tasks` entry holds its abort handle).
+    start: NodeId,
+    /// Whether the task ran to its end (any other drop of a run not stopped is a panic).
+    finished: bool,
+}
+
+impl<W: Compiled> Drop for Lane<W> {
+    fn drop(&mut self) {
+        let Some(lanes) = self.lanes.take() else {
+            return;
+        };
+        if let Some(slot) = lanes.tasks.get(self.start.0) {
+            slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+        if !self.finished && !lanes.stopped.load(Ordering::SeqCst) {
+            lanes.fail(RunError::Internal(
+                "a step task ended abnormally".to_owned(),
+            ));
+        }
+        let ended = Arc::clone(&lanes.ended);
+        drop(lanes);
+        ended.leave();
+    }
+}
+
+impl<W: Compiled> Lanes<W> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// A lane for a task that starts with `node`, counted in.
+    fn lane(self: &Arc<Self>, start: NodeId) -> Lane<W> {
+        self.ended.live.fetch_add(1, Ordering::AcqRel);
+        Lane {
+            lanes: Some(Arc::clone(self)),
+            start,
+            finished: false,
+        }
+    }
+
+    /// Starts `node` in a task of its own.
+    fn spawn(self: &Arc<Self>, node: NodeId) {
+        let task = tokio::spawn(run_lane(self.lane(node), node).instrument(self.span.clone()));
+        let abort = task.abort_handle();
+        *self.tasks[node.0]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(abort.clone());
+        // A stop that looked at this entry before the handle was in it aborts it here.
+        if self.is_stopped() {
+            abort.abort();
+        }
+    }
+
+    /// Fails the run with `error` (unless it failed already), stops every step from
+    /// starting, and wakes the run's task.
+    fn fail(&self, error: RunError) {
+        self.lock().failure.get_or_insert(error);
+        self.stopped.store(true, Ordering::SeqCst);
+        self.ended.notify.notify_one();
+    }
+
+    /// Stops the run: no step starts any more, and every step task is aborted.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        for slot in &self.tasks {
+            if let Some(task) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                task.abort();
+            }
+        }
+    }
+
+    /// `node`'s output arrived at `dependent`: whether that was its last missing input.
+    fn arrived(&self, dependent: NodeId) -> bool {
+        self.waiting_for[dependent.0].fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Takes in how a node ended; returns the node this task goes on with, if any, and
+    /// spawns the others that became ready.
+    fn settle(self: &Arc<Self>, (node, finished): Completion) -> Option<NodeId> {
+        let mut next = None;
+        // The first node made ready goes on in this task, the others get tasks of their
+        // own: on one thread, nodes start in the graph's order.
+        let mut ready = |lanes: &Arc<Self>, dependent: NodeId| {
+            if next.is_none() {
+                next = Some(dependent);
+            } else {
+                lanes.spawn(dependent);
+            }
+        };
+        match finished {
+            Ok(Finished::Done(_)) => {
+                if self.is_stopped() {
+                    return None;
+                }
+                for &dependent in self.graph.node(node).dependents {
+                    if self.arrived(dependent) {
+                        ready(self, dependent);
+                    }
+                }
+            }
+            Ok(Finished::Skipped) => {
+                let mut readers = Vec::new();
+                skip_downstream(
+                    self.graph,
+                    node,
+                    &self.log,
+                    &mut self.lock().skipped,
+                    |reader| readers.push(reader),
+                );
+                if self.is_stopped() {
+                    return None;
+                }
+                for reader in readers {
+                    if self.arrived(reader) {
+                        ready(self, reader);
+                    }
+                }
+            }
+            Ok(Finished::Paused(request)) => {
+                // The nodes downstream wait for the answer; the others go on.
+                self.lock().paused.get_or_insert((node, request));
+            }
+            Err((step, source)) => {
+                self.fail(RunError::Step {
+                    node: self.graph.node(node).name,
+                    step,
+                    source,
+                });
+            }
+        }
+        next
+    }
+}
+
+/// A step task: runs its node, then each node it makes ready that no other task takes.
+async fn run_lane<W: Compiled>(mut lane: Lane<W>, mut node: NodeId) {
+    let Some(lanes) = lane.lanes.clone() else {
+        return;
+    };
+    loop {
+        let completion = node_attempts::<W>(
+            Arc::clone(&lanes.run),
+            lanes.graph,
+            node,
+            Arc::clone(&lanes.log),
+            (lanes.seed, false),
+            None,
+        )
+        .await;
+        match lanes.settle(completion) {
+            Some(next) => node = next,
+            None => break,
+        }
+    }
+    drop(lanes);
+    lane.finished = true;
+}
+
+/// Whether a run can use decentralised readiness: nothing to store, a task per step, no
+/// limit on how many run at once (the limit needs one place that counts).
+pub(super) fn applies(parallelism: super::Parallelism, max_concurrency: bool) -> bool {
+    parallelism == super::Parallelism::Tasks && !max_concurrency
+}
+
+/// Drives a run that keeps nothing in a store, with a task per step and no concurrency
+/// limit. The first root runs in the run's own task (a chain then never spawns); the
+/// other roots get tasks.
+pub(super) async fn drive<W: Compiled>(
+    graph: &'static Graph,
+    run: Arc<W::Run>,
+    seed: u64,
+    log: Arc<EventLog>,
+    cancel: Canceller,
+    mut deadline: Deadline,
+) -> Result<W::Output, RunError> {
+    let waiting_for: Box<[AtomicUsize]> = graph
+        .nodes
+        .iter()
+        .map(|n| AtomicUsize::new(n.deps.len()))
+        .collect();
+    let lanes = Arc::new(Lanes::<W> {
+        run,
+        graph,
+        log: Arc::clone(&log),
+        seed,
+        span: tracing::Span::current(),
+        waiting_for,
+        stopped: AtomicBool::new(false),
+        tasks: (0..graph.nodes.len()).map(|_| Mutex::new(None)).collect(),
+        control: Mutex::new(Control {
+            skipped: vec![false; graph.nodes.len()],
+            paused: None,
+            failure: None,
+        }),
+        ended: Arc::default(),
+    });
+    log.emit(EventKind::RunStarted {
+        workflow: graph.name.into(),
+    });
+    let mut roots = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.deps.is_empty())
+        .map(|(index, _)| NodeId(index));
+    let first = roots.next();
+    for root in roots {
+        lanes.spawn(root);
+    }
+    // Boxed: the run's future should not carry a step's.
+    let mut inline = first.map(|root| Box::pin(run_lane(lanes.lane(root), root)));
+    let ended = Arc::clone(&lanes.ended);
+    let stopped: Option<RunError> = loop {
+        let notified = pin!(ended.notify.notified());
+        let mut notified = notified;
+        notified.as_mut().enable();
+        if lanes.is_stopped() {
+            break None;
+        }
+        if inline.is_none() && ended.live() == 0 {
+            break None;
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break Some(RunError::Cancelled),
+            error = deadline.expired() => break Some(error),
+            () = async {
+                match inline.as_mut() {
+                    Some(lane) => lane.await,
+                    None => std::future::pending().await,
+                }
+            }, if inline.is_some() => inline = None,
+            () = notified => {}
+        }
+    };
+    // Stopped by the run's task, by a failing step, or ended: in the first two cases every
+    // step still in flight is aborted, and the run ends once each one has been dropped.
+    if stopped.is_some() || lanes.is_stopped() {
+        lanes.stop();
+        drop(inline);
+        loop {
+            let notified = pin!(ended.notify.notified());
+            let mut notified = notified;
+            notified.as_mut().enable();
+            if ended.live() == 0 {
+                break;
+            }
+            notified.await;
+        }
+    }
+    let Some(lanes) = Arc::into_inner(lanes) else {
+        return Err(RunError::Internal(
+            "a step task outlived its run".to_owned(),
+        ));
+    };
+    let control = lanes
+        .control
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    match stopped {
+        Some(RunError::Cancelled) => {
+            log.emit(EventKind::RunCancelled {
+                duration: log.elapsed(),
+            });
+            return Err(RunError::Cancelled);
+        }
+        Some(error) => {
+            log.emit(EventKind::RunFailed {
+                node: "".into(),
+                error: error.to_string(),
+                duration: log.elapsed(),
+            });
+            return Err(error);
+        }
+        None => {}
+    }
+    if let Some(failure) = control.failure {
+        emit_failure(&log, &failure);
+        return Err(failure);
+    }
+    output::<W>(graph, lanes.run, control.paused, &log)
+}
