@@ -88,9 +88,12 @@ impl std::str::FromStr for RunId {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Parallelism {
     /// Each step is a tokio task: independent steps run on all worker threads at once.
-    /// The right choice for CPU work and the default. A step that is the only one ready
-    /// while no other is in flight runs in the run's own task instead (nothing could run
-    /// beside it), so a chain of steps pays no spawn per step.
+    /// The right choice for CPU work and the default. A step that ends starts what it made
+    /// ready itself: it goes on with the first such node in its own task and spawns the
+    /// others, so a chain of steps pays no spawn per step and no hop through the run's
+    /// task. (A durable run, or one with [`RunOptions::max_concurrency`], starts every step
+    /// from the run's task, which stores checkpoints and counts steps in flight; a step that
+    /// is the only one ready there runs in the run's task.)
     #[default]
     Tasks,
     /// Every step's future is polled from the run's own task: steps still overlap while
