@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use workflow::prelude::*;
-use workflow::{ErrorKind, Parallelism};
+use workflow::{ErrorKind, Parallelism, RunId};
 
 /// Counts drops, to prove that a cancelled step's future is dropped exactly once.
 struct DropGuard<'a>(&'a AtomicUsize);
@@ -735,5 +735,32 @@ fn runs_and_steps_are_tracing_spans() {
             "workflow.step node=\"flaky\" step=\"flaky\" attempt=2 outcome=\"retrying\"",
             "workflow.step node=\"flaky\" step=\"flaky\" attempt=3 outcome=\"succeeded\"",
         ]
+    );
+}
+
+#[test]
+fn run_ids_are_version_7_uuids_in_the_order_they_were_made() {
+    let ids: Vec<RunId> = (0..10_000).map(|_| RunId::new()).collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids sort by creation"
+    );
+    for id in &ids[..10] {
+        let text = id.to_string();
+        assert_eq!(text.len(), 36);
+        assert_eq!(&text[14..15], "7", "version 7: {text}");
+        assert!("89ab".contains(&text[19..20]), "RFC 4122 variant: {text}");
+        assert_eq!(text.parse::<RunId>().expect("parses back"), *id);
+    }
+    // The first 48 bits are the Unix time in milliseconds.
+    let millis = u64::from_str_radix(&ids[0].to_string().replace('-', "")[..12], 16).expect("hex");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let now = u64::try_from(now).expect("fits");
+    assert!(
+        now.abs_diff(millis) < 60_000,
+        "{millis} is about now ({now})"
     );
 }

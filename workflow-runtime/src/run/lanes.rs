@@ -103,6 +103,30 @@ impl<W: Compiled> Drop for Lane<W> {
 }
 
 impl<W: Compiled> Lanes<W> {
+    /// The shared part of a new run.
+    fn new(graph: &'static Graph, run: Arc<W::Run>, seed: u64, log: Arc<EventLog>) -> Self {
+        Self {
+            run,
+            graph,
+            log,
+            seed,
+            span: tracing::Span::current(),
+            waiting_for: graph
+                .nodes
+                .iter()
+                .map(|n| AtomicUsize::new(n.deps.len()))
+                .collect(),
+            stopped: AtomicBool::new(false),
+            tasks: (0..graph.nodes.len()).map(|_| Mutex::new(None)).collect(),
+            control: Mutex::new(Control {
+                skipped: vec![false; graph.nodes.len()],
+                paused: None,
+                failure: None,
+            }),
+            ended: Arc::default(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -217,10 +241,9 @@ impl<W: Compiled> Lanes<W> {
 
 /// A step task: runs its node, then each node it makes ready that no other task takes.
 async fn run_lane<W: Compiled>(mut lane: Lane<W>, mut node: NodeId) {
-    let Some(lanes) = lane.lanes.clone() else {
-        return;
-    };
-    loop {
+    // Borrowed from the lane, not cloned: once the lane is dropped, this task holds
+    // nothing of the run.
+    while let Some(lanes) = lane.lanes.as_ref() {
         let completion = node_attempts::<W>(
             Arc::clone(&lanes.run),
             lanes.graph,
@@ -235,7 +258,6 @@ async fn run_lane<W: Compiled>(mut lane: Lane<W>, mut node: NodeId) {
             None => break,
         }
     }
-    drop(lanes);
     lane.finished = true;
 }
 
@@ -256,27 +278,7 @@ pub(super) async fn drive<W: Compiled>(
     cancel: Canceller,
     mut deadline: Deadline,
 ) -> Result<W::Output, RunError> {
-    let waiting_for: Box<[AtomicUsize]> = graph
-        .nodes
-        .iter()
-        .map(|n| AtomicUsize::new(n.deps.len()))
-        .collect();
-    let lanes = Arc::new(Lanes::<W> {
-        run,
-        graph,
-        log: Arc::clone(&log),
-        seed,
-        span: tracing::Span::current(),
-        waiting_for,
-        stopped: AtomicBool::new(false),
-        tasks: (0..graph.nodes.len()).map(|_| Mutex::new(None)).collect(),
-        control: Mutex::new(Control {
-            skipped: vec![false; graph.nodes.len()],
-            paused: None,
-            failure: None,
-        }),
-        ended: Arc::default(),
-    });
+    let lanes = Arc::new(Lanes::<W>::new(graph, run, seed, Arc::clone(&log)));
     log.emit(EventKind::RunStarted {
         workflow: graph.name.into(),
     });
@@ -294,8 +296,7 @@ pub(super) async fn drive<W: Compiled>(
     let mut inline = first.map(|root| Box::pin(run_lane(lanes.lane(root), root)));
     let ended = Arc::clone(&lanes.ended);
     let stopped: Option<RunError> = loop {
-        let notified = pin!(ended.notify.notified());
-        let mut notified = notified;
+        let mut notified = pin!(ended.notify.notified());
         notified.as_mut().enable();
         if lanes.is_stopped() {
             break None;
@@ -322,8 +323,7 @@ pub(super) async fn drive<W: Compiled>(
         lanes.stop();
         drop(inline);
         loop {
-            let notified = pin!(ended.notify.notified());
-            let mut notified = notified;
+            let mut notified = pin!(ended.notify.notified());
             notified.as_mut().enable();
             if ended.live() == 0 {
                 break;
@@ -331,6 +331,16 @@ pub(super) async fn drive<W: Compiled>(
             notified.await;
         }
     }
+    end::<W>(lanes, stopped, &log)
+}
+
+/// The end of a run whose step tasks have all been dropped: how the run's task stopped it
+/// (`stopped`: cancelled, or past its deadline), how a step failed it, or its output.
+fn end<W: Compiled>(
+    lanes: Arc<Lanes<W>>,
+    stopped: Option<RunError>,
+    log: &EventLog,
+) -> Result<W::Output, RunError> {
     let Some(lanes) = Arc::into_inner(lanes) else {
         return Err(RunError::Internal(
             "a step task outlived its run".to_owned(),
@@ -358,8 +368,8 @@ pub(super) async fn drive<W: Compiled>(
         None => {}
     }
     if let Some(failure) = control.failure {
-        emit_failure(&log, &failure);
+        emit_failure(log, &failure);
         return Err(failure);
     }
-    output::<W>(graph, lanes.run, control.paused, &log)
+    output::<W>(lanes.graph, lanes.run, control.paused, log)
 }
