@@ -294,6 +294,12 @@ impl EventLog {
         }
     }
 
+    /// Makes room for `additional` more events (a run that knows how many it will emit
+    /// grows its log once instead of doubling it as it goes).
+    pub(crate) fn reserve(&self, additional: usize) {
+        self.lock().events.reserve(additional);
+    }
+
     /// The idempotency key prefix of the run's steps.
     pub(crate) fn key(&self) -> &str {
         &self.key

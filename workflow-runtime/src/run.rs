@@ -5,6 +5,7 @@
 //! run have gapless sequence numbers and end with exactly one terminal event; when a run
 //! fails or is cancelled, every step still running has been dropped before `run` returns.
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -1052,19 +1053,16 @@ async fn drive_graph<W: Compiled>(
                 break;
             };
             let only = in_flight.len() == 0 && nodes.ready.is_empty();
-            // A step task's spans are children of the run's span, on whichever thread.
-            in_flight.push(
-                node_attempts::<W>(
-                    Arc::clone(&run),
-                    graph,
-                    node,
-                    Arc::clone(&log),
-                    (seed, is_durable),
-                    cache.clone(),
-                )
-                .instrument(tracing::Span::current()),
-                only,
+            let step = node_attempts::<W>(
+                Arc::clone(&run),
+                graph,
+                node,
+                Arc::clone(&log),
+                (seed, is_durable),
+                cache.clone(),
             );
+            // A step task's spans are children of the run's span, on whichever thread.
+            in_flight.push(step.instrument(tracing::Span::current()), only);
         }
         if in_flight.len() == 0 {
             break;
@@ -1368,15 +1366,8 @@ pub(crate) async fn one_node<W: Compiled>(
     cache: Arc<NodeCache<W::Run>>,
 ) -> NodeOutcome {
     let graph = W::graph();
-    let (_, finished) = node_attempts::<W>(
-        Arc::clone(&run),
-        graph,
-        node,
-        Arc::clone(&log),
-        (seed, true),
-        Some(Arc::clone(&cache)),
-    )
-    .await;
+    let (_, finished) =
+        node_attempts::<W>(&run, graph, node, &log, (seed, true), Some(&cache)).await;
     match finished {
         Ok(Finished::Done(done)) => match checkpoint(graph, &*run, node, done, cache.save, &log) {
             Ok(checkpoint) => NodeOutcome::Done(checkpoint),
@@ -1412,13 +1403,15 @@ pub(crate) fn emit_failure(log: &EventLog, error: &RunError) {
 /// `(seed, durable)`: the run's jitter seed, and whether the scheduler emits
 /// `step_succeeded` with the node's checkpoint.
 async fn node_attempts<W: Compiled>(
-    run: Arc<W::Run>,
+    run: impl Borrow<Arc<W::Run>>,
     graph: &'static Graph,
     node: NodeId,
-    log: Arc<EventLog>,
+    log: impl Borrow<Arc<EventLog>>,
     (seed, durable): (u64, bool),
-    cache: Option<Arc<NodeCache<W::Run>>>,
+    cache: Option<impl Borrow<Arc<NodeCache<W::Run>>>>,
 ) -> Completion {
+    let (run, log) = (run.borrow(), log.borrow());
+    let cache = cache.as_ref().map(Borrow::borrow);
     let def = graph.node(node);
     let jitter = (seed, node.0 as u64);
     let started = durable.then(Timestamp::now);
@@ -1439,21 +1432,21 @@ async fn node_attempts<W: Compiled>(
     // are needed: every step's task holds this future, which they would make larger.
     let cached = cache.and_then(|cache| Some((cache.entry(graph, def, &*run)?, cache)));
     if let Some((entry, cache)) = &cached
-        && Box::pin(cache.lookup(entry, &run, node, def, &log)).await
+        && Box::pin(cache.lookup(entry, run, node, def, log)).await
     {
         return (node, Ok(done(0, None)));
     }
     let (result, made, duration) = attempts(
         Attempts::of(def),
-        (&log, writes.as_ref()),
+        (log, writes.as_ref()),
         jitter,
         !durable,
-        |_| W::node(&run, node),
+        |_| W::node(run, node),
     )
     .await;
     let Err(error) = result else {
         if let Some((entry, cache)) = cached {
-            Box::pin(cache.keep(entry, &run, node, def)).await;
+            Box::pin(cache.keep(entry, run, node, def)).await;
         }
         return (node, Ok(done(made, Some((made, duration)))));
     };
@@ -1461,10 +1454,10 @@ async fn node_attempts<W: Compiled>(
         return (node, Ok(Finished::Paused(request.clone())));
     }
     let outcome = Box::pin(fail_over::<W>(
-        &run,
+        run,
         def,
         node,
-        (&log, writes.as_ref()),
+        (log, writes.as_ref()),
         error,
         made,
         (seed, durable),

@@ -8,7 +8,9 @@
 //! the node's start, so every node starts exactly once. What is rare (a skipped node, a
 //! pause, a failure) takes one lock.
 
+use std::future::Future as _;
 use std::pin::pin;
+use std::task::Poll;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,6 +22,7 @@ use super::{
     Canceller, Completion, Deadline, Finished, RunError, emit_failure, node_attempts, output,
     skip_downstream,
 };
+use crate::cache::NodeCache;
 use crate::events::{EventKind, EventLog};
 use crate::graph::{Graph, NodeId};
 use crate::private::Compiled;
@@ -32,13 +35,10 @@ struct Lanes<W: Compiled> {
     seed: u64,
     /// The run's span, the parent of every step's.
     span: tracing::Span,
-    /// Per node, how many of its inputs do not exist yet.
-    waiting_for: Box<[AtomicUsize]>,
+    /// Per node, its inputs still missing and its task.
+    nodes: Box<[Node]>,
     /// Set once the run fails or is cancelled: no step starts any more.
     stopped: AtomicBool,
-    /// Per node that started a task, the handle that aborts it while it runs (taken by the
-    /// task when it ends, so that an ended task's memory goes back at once).
-    tasks: Box<[Mutex<Option<AbortHandle>>]>,
     /// What is rare and needs a lock.
     control: Mutex<Control>,
     /// Outside the rest, so that a step's task lets go of the run before it counts itself
@@ -46,8 +46,18 @@ struct Lanes<W: Compiled> {
     ended: Arc<Ended>,
 }
 
+/// What a run knows of one node.
+struct Node {
+    /// How many of its inputs do not exist yet.
+    waiting_for: AtomicUsize,
+    /// For a node that started a task, the handle that aborts it while it runs (taken by
+    /// the task when it ends, so that an ended task's memory goes back at once).
+    task: Mutex<Option<AbortHandle>>,
+}
+
 /// The skipped nodes, the first pause and the first failure of a run.
 struct Control {
+    /// Empty until a node is skipped.
     skipped: Vec<bool>,
     paused: Option<(NodeId, serde_json::Value)>,
     failure: Option<RunError>,
@@ -88,8 +98,8 @@ impl<W: Compiled> Drop for Lane<W> {
         let Some(lanes) = self.lanes.take() else {
             return;
         };
-        if let Some(slot) = lanes.tasks.get(self.start.0) {
-            slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(node) = lanes.nodes.get(self.start.0) {
+            node.task.lock().unwrap_or_else(PoisonError::into_inner).take();
         }
         if !self.finished && !lanes.stopped.load(Ordering::SeqCst) {
             lanes.fail(RunError::Internal(
@@ -111,15 +121,17 @@ impl<W: Compiled> Lanes<W> {
             log,
             seed,
             span: tracing::Span::current(),
-            waiting_for: graph
+            nodes: graph
                 .nodes
                 .iter()
-                .map(|n| AtomicUsize::new(n.deps.len()))
+                .map(|n| Node {
+                    waiting_for: AtomicUsize::new(n.deps.len()),
+                    task: Mutex::new(None),
+                })
                 .collect(),
             stopped: AtomicBool::new(false),
-            tasks: (0..graph.nodes.len()).map(|_| Mutex::new(None)).collect(),
             control: Mutex::new(Control {
-                skipped: vec![false; graph.nodes.len()],
+                skipped: Vec::new(),
                 paused: None,
                 failure: None,
             }),
@@ -149,7 +161,8 @@ impl<W: Compiled> Lanes<W> {
     fn spawn(self: &Arc<Self>, node: NodeId) {
         let task = tokio::spawn(run_lane(self.lane(node), node).instrument(self.span.clone()));
         let abort = task.abort_handle();
-        *self.tasks[node.0]
+        *self.nodes[node.0]
+            .task
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(abort.clone());
         // A stop that looked at this entry before the handle was in it aborts it here.
@@ -169,8 +182,8 @@ impl<W: Compiled> Lanes<W> {
     /// Stops the run: no step starts any more, and every step task is aborted.
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        for slot in &self.tasks {
-            if let Some(task) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        for node in &self.nodes {
+            if let Some(task) = node.task.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 task.abort();
             }
         }
@@ -178,7 +191,10 @@ impl<W: Compiled> Lanes<W> {
 
     /// `node`'s output arrived at `dependent`: whether that was its last missing input.
     fn arrived(&self, dependent: NodeId) -> bool {
-        self.waiting_for[dependent.0].fetch_sub(1, Ordering::AcqRel) == 1
+        self.nodes[dependent.0]
+            .waiting_for
+            .fetch_sub(1, Ordering::AcqRel)
+            == 1
     }
 
     /// Takes in how a node ended; returns the node this task goes on with, if any, and
@@ -207,13 +223,13 @@ impl<W: Compiled> Lanes<W> {
             }
             Ok(Finished::Skipped) => {
                 let mut readers = Vec::new();
-                skip_downstream(
-                    self.graph,
-                    node,
-                    &self.log,
-                    &mut self.lock().skipped,
-                    |reader| readers.push(reader),
-                );
+                {
+                    let mut control = self.lock();
+                    control.skipped.resize(self.nodes.len(), false);
+                    skip_downstream(self.graph, node, &self.log, &mut control.skipped, |reader| {
+                        readers.push(reader);
+                    });
+                }
                 if self.is_stopped() {
                     return None;
                 }
@@ -245,12 +261,12 @@ async fn run_lane<W: Compiled>(mut lane: Lane<W>, mut node: NodeId) {
     // nothing of the run.
     while let Some(lanes) = lane.lanes.as_ref() {
         let completion = node_attempts::<W>(
-            Arc::clone(&lanes.run),
+            &lanes.run,
             lanes.graph,
             node,
-            Arc::clone(&lanes.log),
+            &lanes.log,
             (lanes.seed, false),
-            None,
+            None::<&Arc<NodeCache<W::Run>>>,
         )
         .await;
         match lanes.settle(completion) {
@@ -279,6 +295,8 @@ pub(super) async fn drive<W: Compiled>(
     mut deadline: Deadline,
 ) -> Result<W::Output, RunError> {
     let lanes = Arc::new(Lanes::<W>::new(graph, run, seed, Arc::clone(&log)));
+    // Its start and end, and each step's start and end when nothing fails.
+    log.reserve(2 + 2 * graph.nodes.len());
     log.emit(EventKind::RunStarted {
         workflow: graph.name.into(),
     });
@@ -294,6 +312,14 @@ pub(super) async fn drive<W: Compiled>(
     }
     // Boxed: the run's future should not carry a step's.
     let mut inline = first.map(|root| Box::pin(run_lane(lanes.lane(root), root)));
+    // Polled once before anything else is waited for: steps that never wait (a chain of
+    // computations) end the run without setting up the wait for its cancellation.
+    if !cancel.is_cancelled()
+        && let Some(lane) = inline.as_mut()
+        && std::future::poll_fn(|cx| Poll::Ready(lane.as_mut().poll(cx).is_ready())).await
+    {
+        inline = None;
+    }
     let ended = Arc::clone(&lanes.ended);
     let stopped: Option<RunError> = loop {
         let mut notified = pin!(ended.notify.notified());
