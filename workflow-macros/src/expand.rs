@@ -449,8 +449,8 @@ pub(crate) fn executor(graph: &Graph) -> TokenStream {
                 fn node(
                     run: &#private::ArcPtr<__wf_Run>,
                     node: #private::NodeId,
-                ) -> #private::NodeFuture {
-                    const NODES: &[fn(&#private::ArcPtr<__wf_Run>) -> #private::NodeFuture] =
+                ) -> #private::NodeFuture<'_> {
+                    const NODES: &[fn(&#private::ArcPtr<__wf_Run>) -> #private::NodeFuture<'_>] =
                         &[#(#node_names),*];
                     match NODES.get(node.0) {
                         ::core::option::Option::Some(attempt) => attempt(run),
@@ -603,8 +603,8 @@ fn node_functions(
             };
             let function = format_ident!("__wf_node{}", i);
             quote! {
-                fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture {
-                    let __wf_run = #private::ArcPtr::clone(run);
+                fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture<'_> {
+                    let __wf_run = run;
                     ::std::boxed::Box::pin(async move {
                         #(#reads)*
                         let __wf_value = #call;
@@ -710,8 +710,8 @@ fn fallbacks(
         let field = &node_fields[i];
         let function = format_ident!("__wf_fallback{}", i);
         functions.push(quote! {
-            fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture {
-                let __wf_run = #private::ArcPtr::clone(run);
+            fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture<'_> {
+                let __wf_run = run;
                 ::std::boxed::Box::pin(async move {
                     let __wf_value = #value;
                     #private::fill(&__wf_run.#field, __wf_value);
@@ -728,7 +728,7 @@ fn fallbacks(
         fn fallback(
             run: &#private::ArcPtr<__wf_Run>,
             node: #private::NodeId,
-        ) -> #private::NodeFuture {
+        ) -> #private::NodeFuture<'_> {
             match node.0 {
                 #(#arms)*
                 _ => ::std::boxed::Box::pin(async {

@@ -16,8 +16,10 @@ pub use std::sync::Arc as ArcPtr;
 
 use crate::step::StepError as Error;
 
-/// The future of one attempt of one node.
-pub type NodeFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'static>>;
+/// The future of one attempt of one node, borrowing the run it reads its inputs from and
+/// fills the node's slot of (a step task holds the run already: cloning its `Arc` for each
+/// attempt would only make every step write the count that all of them share).
+pub type NodeFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
 /// Where a node's output is kept until its dependents and the run's output read it.
 pub type Slot<T> = OnceLock<T>;
@@ -31,14 +33,14 @@ pub trait Compiled: Workflow {
     fn new_run(ctx: Arc<Self::Context>, input: Self::Input) -> Self::Run;
 
     /// One attempt of `node`, reading its inputs from the run and filling its slot.
-    fn node(run: &Arc<Self::Run>, node: NodeId) -> NodeFuture;
+    fn node(run: &Arc<Self::Run>, node: NodeId) -> NodeFuture<'_>;
 
     /// Takes the output from a run whose nodes all succeeded.
     fn output(run: Self::Run) -> Option<Self::Output>;
 
     /// One attempt of `node`'s fallback (its fallback value, or its fallback step), filling
     /// its slot; for a node without one, an error.
-    fn fallback(run: &Arc<Self::Run>, node: NodeId) -> NodeFuture {
+    fn fallback(run: &Arc<Self::Run>, node: NodeId) -> NodeFuture<'_> {
         let _ = (run, node);
         Box::pin(std::future::ready(Err(Error::msg(
             "internal error: this node has no fallback",

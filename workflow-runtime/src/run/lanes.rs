@@ -10,9 +10,9 @@
 
 use std::future::Future as _;
 use std::pin::pin;
-use std::task::Poll;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -41,9 +41,8 @@ struct Lanes<W: Compiled> {
     stopped: AtomicBool,
     /// What is rare and needs a lock.
     control: Mutex<Control>,
-    /// Outside the rest, so that a step's task lets go of the run before it counts itself
-    /// out: once the count is zero, the run's task holds the only reference.
-    ended: Arc<Ended>,
+    /// How many step tasks are live, and the signal the run's task waits on.
+    ended: Ended,
 }
 
 /// What a run knows of one node.
@@ -99,16 +98,19 @@ impl<W: Compiled> Drop for Lane<W> {
             return;
         };
         if let Some(node) = lanes.nodes.get(self.start.0) {
-            node.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+            node.task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
         }
         if !self.finished && !lanes.stopped.load(Ordering::SeqCst) {
             lanes.fail(RunError::Internal(
                 "a step task ended abnormally".to_owned(),
             ));
         }
-        let ended = Arc::clone(&lanes.ended);
-        drop(lanes);
-        ended.leave();
+        // A task counts itself out before it lets go of the run: the run's task, once the
+        // count is zero, waits for the last references to go (a moment).
+        lanes.ended.leave();
     }
 }
 
@@ -135,7 +137,7 @@ impl<W: Compiled> Lanes<W> {
                 paused: None,
                 failure: None,
             }),
-            ended: Arc::default(),
+            ended: Ended::default(),
         }
     }
 
@@ -183,7 +185,12 @@ impl<W: Compiled> Lanes<W> {
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         for node in &self.nodes {
-            if let Some(task) = node.task.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            if let Some(task) = node
+                .task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
                 task.abort();
             }
         }
@@ -226,9 +233,15 @@ impl<W: Compiled> Lanes<W> {
                 {
                     let mut control = self.lock();
                     control.skipped.resize(self.nodes.len(), false);
-                    skip_downstream(self.graph, node, &self.log, &mut control.skipped, |reader| {
-                        readers.push(reader);
-                    });
+                    skip_downstream(
+                        self.graph,
+                        node,
+                        &self.log,
+                        &mut control.skipped,
+                        |reader| {
+                            readers.push(reader);
+                        },
+                    );
                 }
                 if self.is_stopped() {
                     return None;
@@ -320,7 +333,7 @@ pub(super) async fn drive<W: Compiled>(
     {
         inline = None;
     }
-    let ended = Arc::clone(&lanes.ended);
+    let ended = &lanes.ended;
     let stopped: Option<RunError> = loop {
         let mut notified = pin!(ended.notify.notified());
         notified.as_mut().enable();
@@ -357,20 +370,25 @@ pub(super) async fn drive<W: Compiled>(
             notified.await;
         }
     }
-    end::<W>(lanes, stopped, &log)
+    end::<W>(lanes, stopped, &log).await
 }
 
 /// The end of a run whose step tasks have all been dropped: how the run's task stopped it
 /// (`stopped`: cancelled, or past its deadline), how a step failed it, or its output.
-fn end<W: Compiled>(
-    lanes: Arc<Lanes<W>>,
+async fn end<W: Compiled>(
+    mut lanes: Arc<Lanes<W>>,
     stopped: Option<RunError>,
     log: &EventLog,
 ) -> Result<W::Output, RunError> {
-    let Some(lanes) = Arc::into_inner(lanes) else {
-        return Err(RunError::Internal(
-            "a step task outlived its run".to_owned(),
-        ));
+    let lanes = loop {
+        match Arc::try_unwrap(lanes) {
+            Ok(lanes) => break lanes,
+            // A task that counted itself out and has yet to drop its reference.
+            Err(shared) => {
+                lanes = shared;
+                tokio::task::yield_now().await;
+            }
+        }
     };
     let control = lanes
         .control
