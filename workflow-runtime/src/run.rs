@@ -1022,7 +1022,7 @@ async fn drive_graph<W: Compiled>(
     cancel: Canceller,
     mut durable: Option<Durability<'_, W::Run>>,
 ) -> Result<W::Output, RunError> {
-    if durable.is_none() && lanes::applies(options.parallelism, options.max_concurrency.is_some()) {
+    if durable.is_none() && lanes::applies(&options) {
         let deadline = Deadline::new(options.deadline);
         return lanes::drive::<W>(graph, run, options.run_seed(), log, cancel, deadline).await;
     }

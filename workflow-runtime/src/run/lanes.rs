@@ -74,6 +74,18 @@ impl Ended {
         self.live.load(Ordering::Acquire)
     }
 
+    /// Completes once no task is live.
+    async fn drained(&self) {
+        loop {
+            let mut notified = pin!(self.notify.notified());
+            notified.as_mut().enable();
+            if self.live() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Counts a task out; the last one wakes the run's task.
     fn leave(&self) {
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -292,8 +304,8 @@ async fn run_lane<W: Compiled>(mut lane: Lane<W>, mut node: NodeId) {
 
 /// Whether a run can use decentralised readiness: nothing to store, a task per step, no
 /// limit on how many run at once (the limit needs one place that counts).
-pub(super) fn applies(parallelism: super::Parallelism, max_concurrency: bool) -> bool {
-    parallelism == super::Parallelism::Tasks && !max_concurrency
+pub(super) fn applies(options: &super::RunOptions) -> bool {
+    options.parallelism == super::Parallelism::Tasks && options.max_concurrency.is_none()
 }
 
 /// Drives a run that keeps nothing in a store, with a task per step and no concurrency
@@ -361,14 +373,7 @@ pub(super) async fn drive<W: Compiled>(
     if stopped.is_some() || lanes.is_stopped() {
         lanes.stop();
         drop(inline);
-        loop {
-            let mut notified = pin!(ended.notify.notified());
-            notified.as_mut().enable();
-            if ended.live() == 0 {
-                break;
-            }
-            notified.await;
-        }
+        ended.drained().await;
     }
     end::<W>(lanes, stopped, &log).await
 }
@@ -402,11 +407,7 @@ async fn end<W: Compiled>(
             return Err(RunError::Cancelled);
         }
         Some(error) => {
-            log.emit(EventKind::RunFailed {
-                node: "".into(),
-                error: error.to_string(),
-                duration: log.elapsed(),
-            });
+            emit_failure(log, &error);
             return Err(error);
         }
         None => {}
