@@ -499,30 +499,30 @@ fn a_chain_with_a_task_per_step_stays_within_its_budget() {
 
 #[test]
 fn a_chain_in_one_task_stays_within_its_budget() {
-    // Measured: 2.01 allocations, 1589.48 bytes per step.
+    // Measured: 2.01 allocations, 1061.48 bytes per step.
     let budget = Budget {
         allocations: 2.6,
-        bytes: 1910.0,
+        bytes: 1330.0,
     };
     check("chain_single_task", chain(Parallelism::SingleTask), &budget);
 }
 
 #[test]
 fn a_fan_out_with_a_task_per_step_stays_within_its_budget() {
-    // Measured: 1.83 allocations, 1254.67 bytes per step.
+    // Measured: 1.83 allocations, 828.00 bytes per step.
     let budget = Budget {
         allocations: 2.3,
-        bytes: 1570.0,
+        bytes: 1035.0,
     };
     check("fan_out_tasks", fan_out(Parallelism::Tasks), &budget);
 }
 
 #[test]
 fn a_fan_out_in_one_task_stays_within_its_budget() {
-    // Measured: 2.02 allocations, 1524.47 bytes per step.
+    // Measured: 2.02 allocations, 996.47 bytes per step.
     let budget = Budget {
         allocations: 2.6,
-        bytes: 1830.0,
+        bytes: 1245.0,
     };
     check(
         "fan_out_single_task",
@@ -577,10 +577,11 @@ fn a_durable_chain_stays_within_its_budget() {
             },
         },
     );
-    // Measured: 9.04 allocations, 2745.36 bytes per step.
+    // Measured: 10.04 allocations, 3329.36 bytes per step (one of them the boxed future
+    // of a stored node's attempts, which runs in memory do not carry).
     let budget = Budget {
-        allocations: 11.3,
-        bytes: 3130.0,
+        allocations: 12.6,
+        bytes: 4160.0,
     };
     check("durable_chain", measured, &budget);
 }

@@ -11,12 +11,13 @@ use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -1402,16 +1403,84 @@ pub(crate) fn emit_failure(log: &EventLog, error: &RunError) {
 /// failure policy says; a cached node first looks for its output in the cache.
 /// `(seed, durable)`: the run's jitter seed, and whether the scheduler emits
 /// `step_succeeded` with the node's checkpoint.
-async fn node_attempts<W: Compiled>(
+///
+/// Returns an `async move` block, not an `async fn`'s future, which would keep each
+/// argument twice (see [`attempts`]).
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` future holds its arguments twice (rust-lang/rust#62958)"
+)]
+fn node_attempts<W: Compiled>(
     run: impl Borrow<Arc<W::Run>>,
     graph: &'static Graph,
     node: NodeId,
     log: impl Borrow<Arc<EventLog>>,
     (seed, durable): (u64, bool),
     cache: Option<impl Borrow<Arc<NodeCache<W::Run>>>>,
+) -> impl Future<Output = Completion> {
+    async move {
+        let (run, log) = (run.borrow(), log.borrow());
+        if durable || cache.is_some() {
+            // Boxed: a run in memory (the common case, and the one where a step's overhead
+            // shows) should not carry a store's state in every step's task. A stored step
+            // costs a checkpoint; one more allocation is nothing beside it.
+            let cache = cache.as_ref().map(Borrow::borrow);
+            return Box::pin(kept_node_attempts::<W>(
+                run,
+                graph,
+                node,
+                log,
+                (seed, durable),
+                cache,
+            ))
+            .await;
+        }
+        let def = graph.node(node);
+        let (result, made, _) = attempts(
+            Attempts::of(def),
+            (log, None),
+            (seed, node.0 as u64),
+            true,
+            |_| W::node(run, node),
+        )
+        .await;
+        let done = |made: u32, _: Option<(u32, Duration)>| {
+            Finished::Done(Done {
+                success: None,
+                attempts: made,
+                started: None,
+                writes: Vec::new(),
+            })
+        };
+        let error = match result {
+            Ok(()) => return (node, Ok(done(made, None))),
+            Err(error) => error,
+        };
+        let outcome = Box::pin(fail_over::<W>(
+            run,
+            def,
+            node,
+            (log, None),
+            error,
+            made,
+            (seed, false),
+            done,
+        ))
+        .await;
+        (node, outcome)
+    }
+}
+
+/// [`node_attempts`] in a run with a store: the cache first, and `step_succeeded` left to
+/// the node's checkpoint when `durable`.
+async fn kept_node_attempts<W: Compiled>(
+    run: &Arc<W::Run>,
+    graph: &'static Graph,
+    node: NodeId,
+    log: &Arc<EventLog>,
+    (seed, durable): (u64, bool),
+    cache: Option<&Arc<NodeCache<W::Run>>>,
 ) -> Completion {
-    let (run, log) = (run.borrow(), log.borrow());
-    let cache = cache.as_ref().map(Borrow::borrow);
     let def = graph.node(node);
     let jitter = (seed, node.0 as u64);
     let started = durable.then(Timestamp::now);
@@ -1429,8 +1498,8 @@ async fn node_attempts<W: Compiled>(
         })
     };
     // The cache's and the failure policies' futures are boxed, and made only when they
-    // are needed: every step's task holds this future, which they would make larger.
-    let cached = cache.and_then(|cache| Some((cache.entry(graph, def, &*run)?, cache)));
+    // are needed.
+    let cached = cache.and_then(|cache| Some((cache.entry(graph, def, &**run)?, cache)));
     if let Some((entry, cache)) = &cached
         && Box::pin(cache.lookup(entry, run, node, def, log)).await
     {
@@ -1450,9 +1519,6 @@ async fn node_attempts<W: Compiled>(
         }
         return (node, Ok(done(made, Some((made, duration)))));
     };
-    if let Some(request) = error.pause_request() {
-        return (node, Ok(Finished::Paused(request.clone())));
-    }
     let outcome = Box::pin(fail_over::<W>(
         run,
         def,
@@ -1468,7 +1534,7 @@ async fn node_attempts<W: Compiled>(
 }
 
 /// What a node's failure policy makes of its failed attempts (`made` of them, the last
-/// failing with `error`).
+/// failing with `error`); an attempt that asked for a pause pauses the node instead.
 #[allow(clippy::too_many_arguments)] // the parts of `node_attempts` it goes on with
 async fn fail_over<W: Compiled>(
     run: &Arc<W::Run>,
@@ -1480,6 +1546,9 @@ async fn fail_over<W: Compiled>(
     (seed, durable): (u64, bool),
     done: impl Fn(u32, Option<(u32, Duration)>) -> Finished,
 ) -> Result<Finished, Failure> {
+    if let Some(request) = error.pause_request() {
+        return Ok(Finished::Paused(request.clone()));
+    }
     let jitter = (seed, node.0 as u64);
     match def.on_failure {
         OnFailure::Fail => Err((def.step, error)),
@@ -1494,7 +1563,7 @@ async fn fail_over<W: Compiled>(
                 .map(|()| done(made, None))
                 .map_err(|error| (def.step, error))
         }
-        OnFailure::FallbackStep { step, policy } => {
+        OnFailure::FallbackStep { step, ref policy } => {
             log.emit(EventKind::FallbackUsed {
                 node: def.name.into(),
                 step: Some(step.into()),
@@ -1528,12 +1597,13 @@ fn draw((seed, salt): (u64, u64), attempt: u32) -> u64 {
     fastrand::Rng::with_seed(mixed).u64(..)
 }
 
-/// Whose attempts [`attempts`] runs: a node's step, or its fallback step.
+/// Whose attempts [`attempts`] runs: a node's step, or its fallback step. Small, and read
+/// in place: every step's task holds it.
 #[derive(Clone, Copy)]
 struct Attempts {
     node: &'static str,
     step: &'static str,
-    policy: Policy,
+    policy: &'static Policy,
     /// Attempts of the node made before these (by the step a fallback replaces): events
     /// number attempts per node.
     before: u32,
@@ -1544,7 +1614,7 @@ impl Attempts {
         Self {
             node: def.name,
             step: def.step,
-            policy: def.policy,
+            policy: &def.policy,
             before: 0,
         }
     }
@@ -1555,113 +1625,120 @@ impl Attempts {
 /// Emits the attempts' events, except `step_succeeded` when `emit_success` is false (a
 /// durable run emits it with the node's checkpoint). Returns the result, how many attempts
 /// were made, and how long the last one took.
-async fn attempts<T, F, Fut>(
+///
+/// A function that returns an `async move` block rather than an `async fn`: an `async fn`
+/// keeps each argument twice in its future (rust-lang/rust#62958), and every step's task
+/// holds this one.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` future holds its arguments twice (rust-lang/rust#62958)"
+)]
+fn attempts<'a, T, F, Fut>(
     who: Attempts,
-    (log, writes): (&Arc<EventLog>, Option<&Writes>),
+    (log, writes): (&'a Arc<EventLog>, Option<&'a Writes>),
     jitter: (u64, u64),
     emit_success: bool,
     mut attempt_future: F,
-) -> (Result<T, StepError>, u32, Duration)
+) -> impl Future<Output = (Result<T, StepError>, u32, Duration)> + 'a
 where
-    F: FnMut(u32) -> Fut,
-    Fut: Future<Output = Result<T, StepError>>,
+    T: 'a,
+    F: FnMut(u32) -> Fut + 'a,
+    Fut: Future<Output = Result<T, StepError>> + 'a,
 {
-    let Attempts {
-        node,
-        step,
-        policy,
-        before,
-    } = who;
-    let mut attempt = 1;
-    loop {
-        let number = before + attempt;
-        let span = tracing::info_span!(
-            "workflow.step",
-            node,
-            step,
-            attempt = number,
-            outcome = tracing::field::Empty,
-        );
-        let started = log.elapsed();
-        log.emit_at(
-            started,
-            EventKind::StepStarted {
-                node: node.into(),
-                attempt: number,
-            },
-        );
-        // Each attempt starts with no statements: a failed one's are dropped.
-        take_writes(writes);
-        let scope = StepScope {
-            log: Arc::clone(log),
-            node,
-            writes: writes.cloned(),
-        };
-        let step = CURRENT_STEP.scope(
-            scope,
-            AssertUnwindSafe(attempt_future(attempt)).catch_unwind(),
-        );
-        let outcome = async {
-            match policy.timeout {
-                Some(limit) => Box::pin(tokio::time::timeout(limit, step))
-                    .await
-                    .unwrap_or_else(|_| Ok(Err(StepError::timed_out(limit)))),
-                None => step.await,
-            }
-        }
-        .instrument(span.clone())
-        .await;
-        let result =
-            outcome.unwrap_or_else(|panic| Err(StepError::panicked(&panic_message(&*panic))));
-        let retry =
-            matches!(&result, Err(error) if error.is_retryable() && attempt <= policy.retries);
-        span.record(
-            "outcome",
-            match &result {
-                Ok(_) => "succeeded",
-                Err(_) if retry => "retrying",
-                Err(_) => "failed",
-            },
-        );
-        let ended = log.elapsed();
-        let duration = ended.saturating_sub(started);
-        match result {
-            Ok(value) => {
-                if emit_success {
-                    log.emit_at(
-                        ended,
-                        EventKind::StepSucceeded {
-                            node: node.into(),
-                            attempt: number,
-                            duration,
-                        },
-                    );
+    async move {
+        // The fields are read where they are used, not bound: every binding that lives across
+        // the attempt's `.await` is a copy in the step task's future.
+        let mut attempt = 1;
+        loop {
+            let number = who.before + attempt;
+            let started = log.elapsed();
+            log.emit_at(
+                started,
+                EventKind::StepStarted {
+                    node: who.node.into(),
+                    attempt: number,
+                },
+            );
+            // Each attempt starts with no statements: a failed one's are dropped.
+            take_writes(writes);
+            let scope = StepScope {
+                log: Arc::clone(log),
+                node: who.node,
+                writes: writes.cloned(),
+            };
+            let step = CURRENT_STEP.scope(
+                scope,
+                AssertUnwindSafe(attempt_future(attempt)).catch_unwind(),
+            );
+            // Not an `async` block, which would hold `step` twice.
+            let step = match who.policy.timeout {
+                Some(limit) => Either::Left(Box::pin(tokio::time::timeout(limit, step)).map(
+                    move |outcome| outcome.unwrap_or_else(|_| Ok(Err(StepError::timed_out(limit)))),
+                )),
+                None => Either::Right(step),
+            };
+            // The span lives in the future it instruments, and is read back from there.
+            let mut instrumented = pin!(step.instrument(tracing::info_span!(
+                "workflow.step",
+                node = who.node,
+                step = who.step,
+                attempt = number,
+                outcome = tracing::field::Empty,
+            )));
+            let outcome = instrumented.as_mut().await;
+            let result =
+                outcome.unwrap_or_else(|panic| Err(StepError::panicked(&panic_message(&*panic))));
+            let retry = matches!(&result, Err(error) if error.is_retryable() && attempt <= who.policy.retries);
+            instrumented.span().record(
+                "outcome",
+                match &result {
+                    Ok(_) => "succeeded",
+                    Err(_) if retry => "retrying",
+                    Err(_) => "failed",
+                },
+            );
+            let ended = log.elapsed();
+            let duration = ended.saturating_sub(started);
+            match result {
+                Ok(value) => {
+                    if emit_success {
+                        log.emit_at(
+                            ended,
+                            EventKind::StepSucceeded {
+                                node: who.node.into(),
+                                attempt: number,
+                                duration,
+                            },
+                        );
+                    }
+                    return (Ok(value), attempt, duration);
                 }
-                return (Ok(value), attempt, duration);
-            }
-            Err(error) if error.kind() == ErrorKind::Paused => {
-                return (Err(error), attempt, duration);
-            }
-            Err(error) if retry => {
-                let delay = policy.jittered_delay_before(attempt + 1, draw(jitter, attempt));
-                log.emit(EventKind::StepRetrying {
-                    node: node.into(),
-                    attempt: number,
-                    error: error.to_string(),
-                    delay,
-                });
-                // Boxed: a step's future should not carry a timer for a rare retry.
-                Box::pin(tokio::time::sleep(delay)).await;
-                attempt += 1;
-            }
-            Err(error) => {
-                log.emit(EventKind::StepFailed {
-                    node: node.into(),
-                    attempt: number,
-                    error: error.to_string(),
-                    duration,
-                });
-                return (Err(error), attempt, duration);
+                Err(error) if error.kind() == ErrorKind::Paused => {
+                    return (Err(error), attempt, duration);
+                }
+                Err(error) if retry => {
+                    let delay = who
+                        .policy
+                        .jittered_delay_before(attempt + 1, draw(jitter, attempt));
+                    log.emit(EventKind::StepRetrying {
+                        node: who.node.into(),
+                        attempt: number,
+                        error: error.to_string(),
+                        delay,
+                    });
+                    // Boxed: a step's future should not carry a timer for a rare retry.
+                    Box::pin(tokio::time::sleep(delay)).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    log.emit(EventKind::StepFailed {
+                        node: who.node.into(),
+                        attempt: number,
+                        error: error.to_string(),
+                        duration,
+                    });
+                    return (Err(error), attempt, duration);
+                }
             }
         }
     }

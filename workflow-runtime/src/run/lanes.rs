@@ -104,6 +104,13 @@ struct Lane<W: Compiled> {
     finished: bool,
 }
 
+impl<W: Compiled> Lane<W> {
+    /// Marks the task as having run to its end.
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
 impl<W: Compiled> Drop for Lane<W> {
     fn drop(&mut self) {
         let Some(lanes) = self.lanes.take() else {
@@ -281,25 +288,32 @@ impl<W: Compiled> Lanes<W> {
 }
 
 /// A step task: runs its node, then each node it makes ready that no other task takes.
-async fn run_lane<W: Compiled>(mut lane: Lane<W>, mut node: NodeId) {
-    // Borrowed from the lane, not cloned: once the lane is dropped, this task holds
-    // nothing of the run.
-    while let Some(lanes) = lane.lanes.as_ref() {
-        let completion = node_attempts::<W>(
-            &lanes.run,
-            lanes.graph,
-            node,
-            &lanes.log,
-            (lanes.seed, false),
-            None::<&Arc<NodeCache<W::Run>>>,
-        )
-        .await;
-        match lanes.settle(completion) {
-            Some(next) => node = next,
-            None => break,
+/// (An `async move` block rather than an `async fn`, which would hold its arguments twice.)
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` future holds its arguments twice (rust-lang/rust#62958)"
+)]
+fn run_lane<W: Compiled>(mut lane: Lane<W>, mut node: NodeId) -> impl Future<Output = ()> + Send {
+    async move {
+        // Borrowed from the lane, not cloned: once the lane is dropped, this task holds
+        // nothing of the run.
+        while let Some(lanes) = lane.lanes.as_ref() {
+            let completion = node_attempts::<W>(
+                &lanes.run,
+                lanes.graph,
+                node,
+                &lanes.log,
+                (lanes.seed, false),
+                None::<&Arc<NodeCache<W::Run>>>,
+            )
+            .await;
+            match lanes.settle(completion) {
+                Some(next) => node = next,
+                None => break,
+            }
         }
+        lane.finish();
     }
-    lane.finished = true;
 }
 
 /// Whether a run can use decentralised readiness: nothing to store, a task per step, no
