@@ -84,6 +84,14 @@ fn median(criterion: &Path, group: &str, function: &str) -> Option<f64> {
     value["median"]["point_estimate"].as_f64()
 }
 
+/// The ratio of `generated` to `baseline` that the benchmark measured in alternating
+/// batches, if it did (`<group>/paired.json`).
+fn paired(criterion: &Path, group: &str, generated: &str, baseline: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(criterion.join(group).join("paired.json")).ok()?;
+    let value: Value = serde_json::from_str(&text).ok()?;
+    value[format!("{generated}/{baseline}")].as_f64()
+}
+
 /// One shape in one mode: nanoseconds per step, generated and by hand.
 struct Row {
     group: &'static str,
@@ -92,6 +100,8 @@ struct Row {
     mode: &'static str,
     generated: f64,
     baseline: f64,
+    /// The ratio measured in alternating batches (`paired.json`), when there is one.
+    paired: Option<f64>,
 }
 
 impl Row {
@@ -99,8 +109,14 @@ impl Row {
         self.generated - self.baseline
     }
 
-    fn ratio(&self) -> f64 {
+    /// The ratio of the medians.
+    fn median_ratio(&self) -> f64 {
         self.generated / self.baseline
+    }
+
+    /// The paired ratio where there is one, else the ratio of the medians.
+    fn ratio(&self) -> f64 {
+        self.paired.unwrap_or_else(|| self.median_ratio())
     }
 }
 
@@ -124,6 +140,7 @@ fn overhead_rows(criterion: &Path) -> Vec<Row> {
                 mode,
                 generated: g / steps,
                 baseline: b / steps,
+                paired: paired(criterion, group, generated, baseline),
             });
         }
     }
@@ -132,19 +149,21 @@ fn overhead_rows(criterion: &Path) -> Vec<Row> {
 
 fn overhead_table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| shape | mode | generated | hand-written | overhead | ratio |\n\
-         | --- | --- | ---: | ---: | ---: | ---: |\n",
+        "| shape | mode | generated | hand-written | overhead | ratio of medians | paired ratio |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for row in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} ns | {:.0} ns | {:.2} µs | {:.2} |",
+            "| {} | {} | {:.0} ns | {:.0} ns | {:.2} µs | {:.2} | {} |",
             row.group.replace('_', " "),
             row.mode,
             row.generated,
             row.baseline,
             row.overhead() / 1000.0,
-            row.ratio(),
+            row.median_ratio(),
+            row.paired
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
         );
     }
     out
@@ -160,13 +179,15 @@ fn overhead_json(rows: &[Row]) -> String {
                 "generated_ns_per_step": row.generated,
                 "hand_written_ns_per_step": row.baseline,
                 "overhead_ns_per_step": row.overhead(),
+                "ratio_of_medians": row.median_ratio(),
+                "paired_ratio": row.paired,
                 "ratio": row.ratio(),
             })
         })
         .collect();
     let value = serde_json::json!({
         "benchmark": "overhead",
-        "description": "criterion medians per step, generated executor against the same graph by hand with tokio, one run",
+        "description": "criterion medians per step, generated executor against the same graph by hand with tokio, one run; paired_ratio: median of ratios of alternating batches; ratio: the paired one where measured",
         "rows": rows,
     });
     let mut text = serde_json::to_string_pretty(&value).expect("JSON");

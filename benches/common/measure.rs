@@ -113,6 +113,84 @@ fn compare<A: Variant, B: Variant, C: Variant, D: Variant>(
     group.bench_function(cc.0, |bench| measure(bench, rt, move || rc.start()));
     group.bench_function(d.0, |bench| measure(bench, rt, move || rd.start()));
     group.finish();
+    // Skipped in `cargo test --benches`, where the timings mean nothing, and for a group
+    // that a filter given to criterion does not name.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    if !is_bench_run() || !(filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))) {
+        return;
+    }
+    let ratios = serde_json::json!({
+        format!("{}/{}", a.0, b.0): paired_ratio(rt, ra, rb),
+        format!("{}/{}", cc.0, d.0): paired_ratio(rt, rc, rd),
+    });
+    write_paired(name, &ratios);
+}
+
+/// Whether criterion is measuring (`cargo bench`), not only checking that the benchmarks
+/// run (`cargo test --benches`).
+fn is_bench_run() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+/// How many back-to-back runs of each variant a paired round times.
+const PAIRED_ROUNDS: usize = 31;
+
+/// The ratio of `generated`'s time to `baseline`'s, measured in pairs: each round times a
+/// batch of one right after a batch of the other (the order alternating), on the same
+/// runtime, and the ratio is the median of the rounds' ratios. Criterion's medians come
+/// from windows seconds apart, and on a shared machine the load moves between windows;
+/// a pair of batches a few milliseconds apart sees the same load.
+fn paired_ratio<A: Variant, B: Variant>(rt: &Runtime, generated: A, baseline: B) -> f64 {
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            // Batches of about 5 ms of the slower variant.
+            let once = time_runs(generated, 1).await.max(time_runs(baseline, 1).await);
+            let runs = (Duration::from_millis(5).as_nanos() / once.as_nanos().max(1)).clamp(1, 100_000);
+            let runs = u32::try_from(runs).unwrap_or(1);
+            let mut ratios = Vec::with_capacity(PAIRED_ROUNDS);
+            for round in 0..PAIRED_ROUNDS {
+                let (g, b) = if round % 2 == 0 {
+                    let g = time_runs(generated, runs).await;
+                    (g, time_runs(baseline, runs).await)
+                } else {
+                    let b = time_runs(baseline, runs).await;
+                    (time_runs(generated, runs).await, b)
+                };
+                ratios.push(g.as_secs_f64() / b.as_secs_f64());
+            }
+            ratios.sort_by(f64::total_cmp);
+            ratios[ratios.len() / 2]
+        })
+        .await
+        .expect("the measuring task panicked")
+    })
+}
+
+/// The time of `runs` runs of `variant`, back to back.
+async fn time_runs<V: Variant>(variant: V, runs: u32) -> Duration {
+    let start = Instant::now();
+    for _ in 0..runs {
+        black_box(variant.start().await);
+    }
+    start.elapsed()
+}
+
+/// Writes the paired ratios of group `name` next to criterion's figures, where
+/// `cargo bench --bench report` reads them.
+fn write_paired(name: &str, ratios: &serde_json::Value) {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+            std::path::PathBuf::from,
+        )
+        .join("criterion")
+        .join(name);
+    std::fs::create_dir_all(&dir).expect("create criterion's directory");
+    std::fs::write(dir.join("paired.json"), ratios.to_string()).expect("write paired ratios");
+    println!("{name}: paired ratios {ratios}");
 }
 
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>, steps: u64) {
