@@ -119,7 +119,8 @@ fn compare<A: Variant, B: Variant, C: Variant, D: Variant>(
         .skip(1)
         .filter(|arg| !arg.starts_with('-'))
         .collect();
-    if !is_bench_run() || !(filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))) {
+    if !is_bench_run() || !(filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+    {
         return;
     }
     let ratios = serde_json::json!({
@@ -135,7 +136,7 @@ fn is_bench_run() -> bool {
     std::env::args().any(|arg| arg == "--bench")
 }
 
-/// How many back-to-back runs of each variant a paired round times.
+/// How many rounds a paired ratio is the median of.
 const PAIRED_ROUNDS: usize = 31;
 
 /// The ratio of `generated`'s time to `baseline`'s, measured in pairs: each round times a
@@ -147,8 +148,11 @@ fn paired_ratio<A: Variant, B: Variant>(rt: &Runtime, generated: A, baseline: B)
     rt.block_on(async move {
         tokio::spawn(async move {
             // Batches of about 5 ms of the slower variant.
-            let once = time_runs(generated, 1).await.max(time_runs(baseline, 1).await);
-            let runs = (Duration::from_millis(5).as_nanos() / once.as_nanos().max(1)).clamp(1, 100_000);
+            let once = time_runs(generated, 1)
+                .await
+                .max(time_runs(baseline, 1).await);
+            let runs =
+                (Duration::from_millis(5).as_nanos() / once.as_nanos().max(1)).clamp(1, 100_000);
             let runs = u32::try_from(runs).unwrap_or(1);
             let mut ratios = Vec::with_capacity(PAIRED_ROUNDS);
             for round in 0..PAIRED_ROUNDS {
@@ -200,4 +204,3 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>, steps: u64) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
 }
-
