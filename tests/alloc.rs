@@ -509,10 +509,13 @@ fn a_chain_in_one_task_stays_within_its_budget() {
 
 #[test]
 fn a_fan_out_with_a_task_per_step_stays_within_its_budget() {
-    // Measured: 1.83 allocations, 828.00 bytes per step.
+    // Measured: 2.67 allocations, 808.00 bytes per step: a spawned step's task, the box
+    // its attempts live in (which keeps the task a few words: see `run_lane`), and its
+    // node's boxed future. (1.83 allocations and 828 bytes when the attempts lived in the
+    // task, whose future tokio then copied three times per step.)
     let budget = Budget {
-        allocations: 2.3,
-        bytes: 1035.0,
+        allocations: 3.3,
+        bytes: 1010.0,
     };
     check("fan_out_tasks", fan_out(Parallelism::Tasks), &budget);
 }

@@ -104,15 +104,17 @@ fn compare<A: Variant, B: Variant, C: Variant, D: Variant>(
         outputs.iter().all(|&output| output == outputs[0]),
         "{name}: the variants disagree: {outputs:?}"
     );
-    let mut group = c.benchmark_group(name);
-    configure(&mut group, steps);
-    group.sample_size(samples);
     let (ra, rb, rc, rd) = (a.1, b.1, cc.1, d.1);
-    group.bench_function(a.0, |bench| measure(bench, rt, move || ra.start()));
-    group.bench_function(b.0, |bench| measure(bench, rt, move || rb.start()));
-    group.bench_function(cc.0, |bench| measure(bench, rt, move || rc.start()));
-    group.bench_function(d.0, |bench| measure(bench, rt, move || rd.start()));
-    group.finish();
+    if !paired_only() {
+        let mut group = c.benchmark_group(name);
+        configure(&mut group, steps);
+        group.sample_size(samples);
+        group.bench_function(a.0, |bench| measure(bench, rt, move || ra.start()));
+        group.bench_function(b.0, |bench| measure(bench, rt, move || rb.start()));
+        group.bench_function(cc.0, |bench| measure(bench, rt, move || rc.start()));
+        group.bench_function(d.0, |bench| measure(bench, rt, move || rd.start()));
+        group.finish();
+    }
     // Skipped in `cargo test --benches`, where the timings mean nothing, and for a group
     // that a filter given to criterion does not name.
     let filters: Vec<String> = std::env::args()
@@ -136,6 +138,12 @@ fn is_bench_run() -> bool {
     std::env::args().any(|arg| arg == "--bench")
 }
 
+/// Whether only the paired ratios are wanted (`WORKFLOW_BENCH_PAIRED=only`): a quick check
+/// of an optimisation, without criterion's samples.
+fn paired_only() -> bool {
+    std::env::var_os("WORKFLOW_BENCH_PAIRED").is_some_and(|v| v == "only")
+}
+
 /// How many rounds a paired ratio is the median of.
 const PAIRED_ROUNDS: usize = 31;
 
@@ -147,23 +155,31 @@ const PAIRED_ROUNDS: usize = 31;
 fn paired_ratio<A: Variant, B: Variant>(rt: &Runtime, generated: A, baseline: B) -> f64 {
     rt.block_on(async move {
         tokio::spawn(async move {
-            // Batches of about 5 ms of the slower variant.
+            // Batches of about 10 ms of the slower variant.
             let once = time_runs(generated, 1)
                 .await
                 .max(time_runs(baseline, 1).await);
             let runs =
-                (Duration::from_millis(5).as_nanos() / once.as_nanos().max(1)).clamp(1, 100_000);
+                (Duration::from_millis(10).as_nanos() / once.as_nanos().max(1)).clamp(1, 100_000);
             let runs = u32::try_from(runs).unwrap_or(1);
             let mut ratios = Vec::with_capacity(PAIRED_ROUNDS);
             for round in 0..PAIRED_ROUNDS {
                 let (g, b) = if round % 2 == 0 {
-                    let g = time_runs(generated, runs).await;
-                    (g, time_runs(baseline, runs).await)
+                    let g = warm_runs(generated, runs).await;
+                    (g, warm_runs(baseline, runs).await)
                 } else {
-                    let b = time_runs(baseline, runs).await;
-                    (time_runs(generated, runs).await, b)
+                    let b = warm_runs(baseline, runs).await;
+                    (warm_runs(generated, runs).await, b)
                 };
                 ratios.push(g.as_secs_f64() / b.as_secs_f64());
+                if paired_only() {
+                    let per_run = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(runs);
+                    println!(
+                        "  round {round}: {:.1} / {:.1} µs a run",
+                        per_run(g),
+                        per_run(b)
+                    );
+                }
             }
             ratios.sort_by(f64::total_cmp);
             ratios[ratios.len() / 2]
@@ -171,6 +187,15 @@ fn paired_ratio<A: Variant, B: Variant>(rt: &Runtime, generated: A, baseline: B)
         .await
         .expect("the measuring task panicked")
     })
+}
+
+/// The time of `runs` runs of `variant` after one untimed run: the first run after the
+/// other variant's finds the allocator's free lists and the caches holding the other's
+/// memory (a fan-out of 1,000 steps allocates about a megabyte), which a batch of a few
+/// runs would otherwise count against whichever variant uses more.
+async fn warm_runs<V: Variant>(variant: V, runs: u32) -> Duration {
+    black_box(variant.start().await);
+    time_runs(variant, runs).await
 }
 
 /// The time of `runs` runs of `variant`, back to back.

@@ -293,23 +293,31 @@ impl<W: Compiled> Lanes<W> {
     clippy::manual_async_fn,
     reason = "an `async fn` future holds its arguments twice (rust-lang/rust#62958)"
 )]
-fn run_lane<W: Compiled>(mut lane: Lane<W>, mut node: NodeId) -> impl Future<Output = ()> + Send {
+fn run_lane<W: Compiled>(mut lane: Lane<W>, node: NodeId) -> impl Future<Output = ()> + Send {
     async move {
         // Borrowed from the lane, not cloned: once the lane is dropped, this task holds
         // nothing of the run.
-        while let Some(lanes) = lane.lanes.as_ref() {
-            let completion = node_attempts::<W>(
-                &lanes.run,
-                lanes.graph,
-                node,
-                &lanes.log,
-                (lanes.seed, false),
-                None::<&Arc<NodeCache<W::Run>>>,
-            )
-            .await;
-            match lanes.settle(completion) {
-                Some(next) => node = next,
-                None => break,
+        if let Some(lanes) = lane.lanes.as_ref() {
+            let attempts = |node| {
+                node_attempts::<W>(
+                    &lanes.run,
+                    lanes.graph,
+                    node,
+                    &lanes.log,
+                    (lanes.seed, false),
+                    None::<&Arc<NodeCache<W::Run>>>,
+                )
+            };
+            // The attempts' state lives in one box per task, which each node the task goes
+            // on with reuses: the task itself stays a few words, which tokio copies into
+            // `spawn`, into the task's cell and over it when it ends.
+            let mut step = Box::pin(attempts(node));
+            loop {
+                let completion = step.as_mut().await;
+                match lanes.settle(completion) {
+                    Some(next) => step.set(attempts(next)),
+                    None => break,
+                }
             }
         }
         lane.finish();
