@@ -357,15 +357,15 @@ pub(super) async fn drive<W: Compiled>(
     for root in roots {
         lanes.spawn(root);
     }
-    // Boxed: the run's future should not carry a step's.
-    let mut inline = first.map(|root| Box::pin(run_lane(lanes.lane(root), root)));
+    // Not boxed: a lane's future is a few words (its attempts have a box of their own).
+    let mut inline = pin!(first.map(|root| run_lane(lanes.lane(root), root)));
     // Polled once before anything else is waited for: steps that never wait (a chain of
     // computations) end the run without setting up the wait for its cancellation.
     if !cancel.is_cancelled()
-        && let Some(lane) = inline.as_mut()
+        && let Some(mut lane) = inline.as_mut().as_pin_mut()
         && std::future::poll_fn(|cx| Poll::Ready(lane.as_mut().poll(cx).is_ready())).await
     {
-        inline = None;
+        inline.set(None);
     }
     let ended = &lanes.ended;
     let stopped: Option<RunError> = loop {
@@ -382,11 +382,11 @@ pub(super) async fn drive<W: Compiled>(
             () = cancel.cancelled() => break Some(RunError::Cancelled),
             error = deadline.expired() => break Some(error),
             () = async {
-                match inline.as_mut() {
+                match inline.as_mut().as_pin_mut() {
                     Some(lane) => lane.await,
                     None => std::future::pending().await,
                 }
-            }, if inline.is_some() => inline = None,
+            }, if inline.is_some() => inline.set(None),
             () = notified => {}
         }
     };
@@ -394,7 +394,7 @@ pub(super) async fn drive<W: Compiled>(
     // step still in flight is aborted, and the run ends once each one has been dropped.
     if stopped.is_some() || lanes.is_stopped() {
         lanes.stop();
-        drop(inline);
+        inline.set(None);
         ended.drained().await;
     }
     end::<W>(lanes, stopped, &log).await
