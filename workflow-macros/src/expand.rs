@@ -560,7 +560,9 @@ fn output_fn(
             }
             Source::Node(node) => {
                 let field = &node_fields[node.0];
-                quote!(run.#field.into_inner()?)
+                // `take`, not a move out of the run: a partial move would drop each
+                // other slot on its own, a line of code per node.
+                quote!(run.#field.take()?)
             }
         };
         // A mismatch is reported at the last expression, by `IsOutput`'s message.
@@ -569,7 +571,8 @@ fn output_fn(
             output.span,
         );
         quote! {
-            fn output(run: __wf_Run) -> ::core::option::Option<#output_ty> {
+            #[allow(unused_mut)]
+            fn output(mut run: __wf_Run) -> ::core::option::Option<#output_ty> {
                 let __wf_value = #value;
                 ::core::option::Option::Some(#convert)
             }
@@ -581,6 +584,13 @@ fn output_fn(
 /// filling its slot. Arguments carry the user's spans, so a type mismatch is reported at
 /// the argument. (Separate functions, dispatched through a table, keep the optimizer's work
 /// linear in the number of nodes; one `match` with an async block per arm does not.)
+///
+/// A node function only reads the inputs and calls the step's `__wf_call`, whose future
+/// `__private::node` awaits: that async state machine is generic over the step's future
+/// alone, so every node of one step shares it, and a node costs the build a plain function
+/// of a few lines (measured on 1,000 nodes: see `BENCHMARKS.md`). A node with an `.ok()`
+/// argument lends the step a local (`Option<&T>`), which must live in the node's future:
+/// it keeps an async block of its own.
 fn node_functions(
     graph: &Graph,
     aliases: &[syn::Ident],
@@ -596,25 +606,91 @@ fn node_functions(
             let step_span = node.step.span();
             let alias = respan(aliases[i].to_token_stream(), step_span);
             let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), step_span);
-            let (reads, args) = call_args(&node.args, input_fields, node_fields, private);
             let field = &node_fields[i];
-            let call = quote_spanned! {step_span=>
-                #alias::__wf_call(#ctx_arg, #(#args),*).await?
-            };
             let function = format_ident!("__wf_node{}", i);
+            if node.args.iter().any(|arg| arg.ok.is_some()) {
+                let (reads, args) = call_args(&node.args, input_fields, node_fields, private);
+                let call = quote_spanned! {step_span=>
+                    #alias::__wf_call(#ctx_arg, #(#args),*).await?
+                };
+                return quote! {
+                    fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture<'_> {
+                        let __wf_run = run;
+                        ::std::boxed::Box::pin(async move {
+                            #(#reads)*
+                            let __wf_value = #call;
+                            #private::fill(&__wf_run.#field, __wf_value);
+                            ::core::result::Result::Ok(())
+                        })
+                    }
+                };
+            }
+            let (slots, locals, args) = plain_args(&node.args, input_fields, node_fields);
+            // The scheduler starts a node once its inputs exist; `missing_input` is the
+            // error if that ever failed.
+            let reads = match slots.as_slice() {
+                [] => None,
+                [slot] => Some(quote! {
+                    let ::core::option::Option::Some(#(#locals)*) = #slot.get() else {
+                        return #private::missing_input();
+                    };
+                }),
+                _ => Some(quote! {
+                    let (#(::core::option::Option::Some(#locals),)*) = (#(#slots.get(),)*) else {
+                        return #private::missing_input();
+                    };
+                }),
+            };
+            // Spanned at the step, like the call: a context the step cannot borrow makes
+            // `__wf_call`'s future an error type, and `node`'s bounds on it would repeat
+            // that error at the whole `workflow!`.
+            let node_fn = respan(quote!(#private::node), step_span);
+            let call = quote_spanned! {step_span=>
+                #node_fn(#alias::__wf_call(#ctx_arg, #(#args),*), &__wf_run.#field)
+            };
             quote! {
                 fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture<'_> {
                     let __wf_run = run;
-                    ::std::boxed::Box::pin(async move {
-                        #(#reads)*
-                        let __wf_value = #call;
-                        #private::fill(&__wf_run.#field, __wf_value);
-                        ::core::result::Result::Ok(())
-                    })
+                    #reads
+                    #call
                 }
             }
         })
         .collect()
+}
+
+/// The arguments of a node without `.ok()` arguments: the slots of the nodes it reads, the
+/// locals they are read into, and the expressions passed to the step (each spanned at its
+/// argument, so that a type mismatch is reported there).
+fn plain_args(
+    args: &[Arg],
+    input_fields: &[syn::Ident],
+    node_fields: &[syn::Ident],
+) -> (Vec<TokenStream>, Vec<syn::Ident>, Vec<TokenStream>) {
+    let mut slots = Vec::new();
+    let mut locals = Vec::new();
+    let passed = args
+        .iter()
+        .enumerate()
+        .map(|(k, arg)| {
+            let passed = match arg.source {
+                Some(Source::Input(index)) => {
+                    let field = &input_fields[index];
+                    quote!(&__wf_run.#field)
+                }
+                Some(Source::Node(dep)) => {
+                    let field = &node_fields[dep.0];
+                    let local = format_ident!("__wf_a{}", k);
+                    slots.push(quote!(__wf_run.#field));
+                    locals.push(local.clone());
+                    local.into_token_stream()
+                }
+                None => quote!(::core::unreachable!()),
+            };
+            respan(passed, arg.ident.span())
+        })
+        .collect();
+    (slots, locals, passed)
 }
 
 /// How a node function reads its arguments from the run: statements that read node

@@ -5,6 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
+use futures_util::FutureExt as _;
+
 pub use crate::graph::{
     Arm, Bound, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
 };
@@ -201,6 +203,30 @@ impl<T: Clone> FromMaybe<'_, T> for Option<T> {
     fn from_maybe(value: Option<&T>) -> Self {
         value.cloned()
     }
+}
+
+/// One attempt of a node: awaits the step's future (made by the node's generated function,
+/// which read the node's inputs for it) and stores its output in the node's slot.
+///
+/// Generic over the step's future only: every node that calls the same step shares this
+/// state machine, so a workflow's build cost grows with its distinct steps, not with its
+/// nodes (a node adds a plain function that reads its inputs).
+pub fn node<'r, F, T>(call: F, slot: &'r Slot<T>) -> NodeFuture<'r>
+where
+    F: Future<Output = Result<T, Error>> + Send + 'r,
+    T: Send + Sync + 'r,
+{
+    // `map`, not an `async` block: the block would keep `call` twice, as the value it
+    // captured and as the future it awaits (rust-lang/rust#62958).
+    Box::pin(call.map(move |output| output.map(|value| fill(slot, value))))
+}
+
+/// The attempt of a node that started before its inputs existed, which the scheduler rules
+/// out: an error, not a panic.
+pub fn missing_input<'r>() -> NodeFuture<'r> {
+    Box::pin(std::future::ready(Err(Error::msg(
+        "internal error: a step started before its input existed",
+    ))))
 }
 
 /// Stores a node's output. A retried attempt after a success cannot happen, so a second
