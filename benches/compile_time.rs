@@ -16,8 +16,8 @@
 //!
 //! It builds the workspace once (the dependencies, and the crates once), then rebuilds each
 //! crate alone, its source rewritten so that cargo compiles it and nothing else, with
-//! `cargo check` and with `cargo build` (debug), `COMPILE_TIME_REPS` times (3 unless set),
-//! and takes the median of each. Incremental compilation is off (`CARGO_INCREMENTAL=0`):
+//! `cargo check`, with `cargo build` (debug) and with `cargo build --release`,
+//! `COMPILE_TIME_REPS` times (3 unless set), and takes the median of each. Incremental compilation is off (`CARGO_INCREMENTAL=0`):
 //! each figure is a full compile of the crate, the cost of a change to the file that holds
 //! the workflow. The wall time of `cargo` is measured, so each figure includes cargo's own
 //! start-up; the baseline pays it too, so the difference does not.
@@ -75,8 +75,9 @@ fn main() {
 
     println!("building the workspace once (dependencies included)...");
     let start = Instant::now();
-    cargo(&root, &["build", "--workspace", "--lib"]);
-    cargo(&root, &["check", "--workspace", "--lib"]);
+    for command in COMMANDS {
+        cargo(&root, &[command, &["--workspace", "--lib"]].concat());
+    }
     println!("  {:.1} s", start.elapsed().as_secs_f64());
 
     let expansions = expansions(&root);
@@ -84,11 +85,13 @@ fn main() {
     for &n in &sizes {
         let row = measure(&root, n, reps, expansions.iter().find(|e| e.nodes == n));
         println!(
-            "  {n} nodes: check {:.2} s, build {:.2} s, plain check {:.2} s, plain build {:.2} s",
-            secs(row.check.wall),
-            secs(row.build.wall),
-            secs(row.plain_check.wall),
-            secs(row.plain_build.wall),
+            "  {n} nodes: check {:.2} s, build {:.2} s, release {:.2} s; plain check {:.2} s, plain build {:.2} s, plain release {:.2} s",
+            secs(row.workflow[0].wall),
+            secs(row.workflow[1].wall),
+            secs(row.workflow[2].wall),
+            secs(row.plain[0].wall),
+            secs(row.plain[1].wall),
+            secs(row.plain[2].wall),
         );
         rows.push(row);
     }
@@ -221,6 +224,9 @@ fn crate_dir(root: &Path, n: usize, plain: bool) -> PathBuf {
 
 // ---- Measurements. ----
 
+/// The commands measured: `cargo check`, a debug build and a release build.
+const COMMANDS: [&[&str]; 3] = [&["check"], &["build"], &["build", "--release"]];
+
 /// Runs `cargo` in the workspace, with its own target directory, and returns the crates
 /// it compiled; panics with cargo's output when it fails.
 fn cargo(root: &Path, args: &[&str]) -> Vec<String> {
@@ -265,9 +271,9 @@ struct Time {
 /// dependencies up to date (untimed: this package may be changing under the benchmark),
 /// then rewrites the crate's source (the same text, a new modification time) and runs the
 /// command again. A run that compiled anything else is discarded and made again.
-fn time_rebuild(root: &Path, n: usize, plain: bool, command: &str) -> Time {
+fn time_rebuild(root: &Path, n: usize, plain: bool, command: &[&str]) -> Time {
     let name = crate_name(n, plain);
-    let args = [command, "-p", &name, "--lib"];
+    let args = [command, &["-p", &name, "--lib"]].concat();
     let source = crate_dir(root, n, plain).join("src/lib.rs");
     for attempt in 1.. {
         cargo(root, &args);
@@ -283,7 +289,10 @@ fn time_rebuild(root: &Path, n: usize, plain: bool, command: &str) -> Time {
         let others: Vec<&String> = compiled.iter().filter(|c| **c != name).collect();
         if others.is_empty() || attempt == 5 {
             if !others.is_empty() {
-                eprintln!("warning: cargo {command} -p {name} kept rebuilding {others:?}");
+                eprintln!(
+                    "warning: cargo {} -p {name} kept rebuilding {others:?}",
+                    command.join(" ")
+                );
             }
             return Time { wall, cpu };
         }
@@ -338,30 +347,39 @@ impl Median {
     }
 }
 
-/// The figures of one size.
+/// The figures of one size: per command of `COMMANDS`, the workflow's crate and the plain
+/// one.
 struct Row {
     nodes: usize,
-    check: Median,
-    build: Median,
-    plain_check: Median,
-    plain_build: Median,
+    workflow: [Median; 3],
+    plain: [Median; 3],
     expansion: Option<Expansion>,
 }
 
 impl Row {
     /// What the workflow adds to `cargo check`, in seconds of wall time.
     fn added_check(&self) -> f64 {
-        secs(self.check.wall) - secs(self.plain_check.wall)
+        self.added(0)
     }
 
-    /// What the workflow adds to `cargo build`, in seconds of wall time.
+    /// What the workflow adds to a debug `cargo build`, in seconds of wall time.
     fn added_build(&self) -> f64 {
-        secs(self.build.wall) - secs(self.plain_build.wall)
+        self.added(1)
     }
 
-    /// What the workflow adds to `cargo build`, in seconds of CPU time.
+    /// What the workflow adds to `cargo build --release`, in seconds of wall time.
+    fn added_release(&self) -> f64 {
+        self.added(2)
+    }
+
+    /// What the workflow adds to command `k` of `COMMANDS`, in seconds of wall time.
+    fn added(&self, k: usize) -> f64 {
+        secs(self.workflow[k].wall) - secs(self.plain[k].wall)
+    }
+
+    /// What the workflow adds to a debug `cargo build`, in seconds of CPU time.
     fn added_build_cpu(&self) -> Option<f64> {
-        Some(secs(self.build.cpu?) - secs(self.plain_build.cpu?))
+        Some(secs(self.workflow[1].cpu?) - secs(self.plain[1].cpu?))
     }
 }
 
@@ -373,27 +391,18 @@ fn secs(duration: Duration) -> f64 {
 /// Medians of `reps` rebuilds of each crate, each command; the crates and commands take
 /// turns, so that a slow spell of the machine touches all of them.
 fn measure(root: &Path, n: usize, reps: usize, expansion: Option<&Expansion>) -> Row {
-    let mut times: [Vec<Time>; 4] = Default::default();
+    let mut workflow: [Vec<Time>; 3] = Default::default();
+    let mut plain: [Vec<Time>; 3] = Default::default();
     for _ in 0..reps {
-        for (k, (plain, command)) in [
-            (false, "check"),
-            (false, "build"),
-            (true, "check"),
-            (true, "build"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            times[k].push(time_rebuild(root, n, plain, command));
+        for (k, command) in COMMANDS.into_iter().enumerate() {
+            workflow[k].push(time_rebuild(root, n, false, command));
+            plain[k].push(time_rebuild(root, n, true, command));
         }
     }
-    let [check, build, plain_check, plain_build] = times.map(|t| Median::of(&t));
     Row {
         nodes: n,
-        check,
-        build,
-        plain_check,
-        plain_build,
+        workflow: workflow.map(|t| Median::of(&t)),
+        plain: plain.map(|t| Median::of(&t)),
         expansion: expansion.cloned(),
     }
 }
@@ -471,8 +480,8 @@ fn parse_expansion(line: &str) -> Option<Expansion> {
 /// The figures as a Markdown table, and how they grow.
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| nodes | check | debug build | plain check | plain build | added check | added build | added build / node | added build, CPU | expansion | macro (debug) |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| nodes | check | debug build | release build | plain check | plain build | plain release | added check | added build | added build / node | added build, CPU | added release | expansion | macro (debug) |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for row in rows {
         let expansion = row.expansion.as_ref().map_or_else(
@@ -491,15 +500,18 @@ fn table(rows: &[Row]) -> String {
             .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.2} s"));
         writeln!(
             out,
-            "| {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.1} ms | {cpu} | {expansion} |",
+            "| {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.1} ms | {cpu} | {:.2} s | {expansion} |",
             row.nodes,
-            secs(row.check.wall),
-            secs(row.build.wall),
-            secs(row.plain_check.wall),
-            secs(row.plain_build.wall),
+            secs(row.workflow[0].wall),
+            secs(row.workflow[1].wall),
+            secs(row.workflow[2].wall),
+            secs(row.plain[0].wall),
+            secs(row.plain[1].wall),
+            secs(row.plain[2].wall),
             row.added_check(),
             row.added_build(),
             row.added_build() * 1000.0 / as_f64(row.nodes),
+            row.added_release(),
         )
         .expect("a string");
     }
@@ -508,12 +520,13 @@ fn table(rows: &[Row]) -> String {
     {
         writeln!(
             out,
-            "\ngrowth from {} to {} nodes ({:.0}x): added check {:.1}x, added build {:.1}x",
+            "\ngrowth from {} to {} nodes ({:.0}x): added check {:.1}x, added build {:.1}x, added release build {:.1}x",
             first.nodes,
             last.nodes,
             as_f64(last.nodes) / as_f64(first.nodes),
             last.added_check() / first.added_check(),
             last.added_build() / first.added_build(),
+            last.added_release() / first.added_release(),
         )
         .expect("a string");
     }
@@ -554,12 +567,15 @@ fn json(rows: &[Row], reps: usize) -> String {
             });
             serde_json::json!({
                 "nodes": row.nodes,
-                "check": median_json(row.check),
-                "build": median_json(row.build),
-                "plain_check": median_json(row.plain_check),
-                "plain_build": median_json(row.plain_build),
+                "check": median_json(row.workflow[0]),
+                "build": median_json(row.workflow[1]),
+                "release": median_json(row.workflow[2]),
+                "plain_check": median_json(row.plain[0]),
+                "plain_build": median_json(row.plain[1]),
+                "plain_release": median_json(row.plain[2]),
                 "added_check_s": row.added_check(),
                 "added_build_s": row.added_build(),
+                "added_release_s": row.added_release(),
                 "added_build_cpu_s": row.added_build_cpu(),
                 "added_build_ms_per_node": row.added_build() * 1000.0 / as_f64(row.nodes),
                 "expansion": expansion,
@@ -568,7 +584,7 @@ fn json(rows: &[Row], reps: usize) -> String {
         .collect();
     let value = serde_json::json!({
         "benchmark": "compile_time",
-        "description": "rebuild of one crate holding a workflow! of N nodes (wf) and of the same calls as plain Rust (plain): medians of the wall and CPU time of cargo, CARGO_INCREMENTAL=0; added = wf - plain",
+        "description": "rebuild of one crate holding a workflow! of N nodes (wf) and of the same calls as plain Rust (plain), with cargo check, a debug build and a release build: medians of the wall and CPU time of cargo, CARGO_INCREMENTAL=0; added = wf - plain",
         "rustc": rustc,
         "cores": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         "repetitions": reps,

@@ -6,7 +6,7 @@
 //! - `docs/bench/overhead.svg`: time per step against graph size, generated and by hand,
 //!   for the chain and the fan-out, in both modes (log-log);
 //! - `docs/bench/compile_time.svg`: the build time a workflow adds against its number of
-//!   nodes, for `cargo check` and a debug build.
+//!   nodes, for `cargo check`, a debug and a release build.
 //!
 //! Run it after the others (`benches/run` does: `cargo bench --bench report`). A figure
 //! that is missing (a benchmark not run) is left out of the tables and plots, not invented.
@@ -501,7 +501,7 @@ fn overhead_plot(rows: &[Row]) -> String {
     )
 }
 
-/// Added build time against node count, for `cargo check` and a debug build.
+/// Added build time against node count, for `cargo check`, a debug and a release build.
 fn compile_time_plot(figures: &Value) -> String {
     let rows = figures["rows"].as_array().cloned().unwrap_or_default();
     let series = |key: &str| -> Vec<(f64, f64)> {
@@ -515,6 +515,12 @@ fn compile_time_plot(figures: &Value) -> String {
             colour: "#1f77b4",
             dashed: false,
             points: series("added_build_s"),
+        },
+        Line {
+            name: "added to a release build".to_owned(),
+            colour: "#d62728",
+            dashed: false,
+            points: series("added_release_s"),
         },
         Line {
             name: "added to cargo check".to_owned(),

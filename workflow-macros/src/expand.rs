@@ -628,19 +628,13 @@ fn node_functions(
             let (slots, locals, args) = plain_args(&node.args, input_fields, node_fields);
             // The scheduler starts a node once its inputs exist; `missing_input` is the
             // error if that ever failed.
-            let reads = match slots.as_slice() {
-                [] => None,
-                [slot] => Some(quote! {
-                    let ::core::option::Option::Some(#(#locals)*) = #slot.get() else {
+            let reads = slots.iter().zip(&locals).map(|(slot, local)| {
+                quote! {
+                    let ::core::option::Option::Some(#local) = #private::get(&#slot) else {
                         return #private::missing_input();
                     };
-                }),
-                _ => Some(quote! {
-                    let (#(::core::option::Option::Some(#locals),)*) = (#(#slots.get(),)*) else {
-                        return #private::missing_input();
-                    };
-                }),
-            };
+                }
+            });
             // Spanned at the step, like the call: a context the step cannot borrow makes
             // `__wf_call`'s future an error type, and `node`'s bounds on it would repeat
             // that error at the whole `workflow!`.
@@ -651,7 +645,7 @@ fn node_functions(
             quote! {
                 fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture<'_> {
                     let __wf_run = run;
-                    #reads
+                    #(#reads)*
                     #call
                 }
             }

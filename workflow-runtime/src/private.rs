@@ -221,6 +221,15 @@ where
     Box::pin(call.map(move |output| output.map(|value| fill(slot, value))))
 }
 
+/// A node's output, once it exists: what a node's generated function reads its inputs
+/// with. Not inlined: every node reads its inputs, and inlined reads made a large part of
+/// the code that a workflow of many nodes hands to the optimizer (an atomic load, a
+/// branch and a match per input, per node).
+#[inline(never)]
+pub fn get<T>(slot: &Slot<T>) -> Option<&T> {
+    slot.get()
+}
+
 /// The attempt of a node that started before its inputs existed, which the scheduler rules
 /// out: an error, not a panic.
 pub fn missing_input<'r>() -> NodeFuture<'r> {
