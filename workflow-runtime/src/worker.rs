@@ -2,7 +2,7 @@
 //! machines, run the nodes of the runs submitted to it.
 //!
 //! A run submitted with [`Durable::submit`] is stored with its first ready nodes as tasks
-//! in the store's queue ([`TaskQueue`], which [`PostgresStore`](crate::store::PostgresStore)
+//! in the store's queue ([`TaskQueue`], which `PostgresStore`
 //! implements). A [`Worker`] claims ready tasks (`FOR UPDATE SKIP LOCKED`) under a lease
 //! that it renews while the node runs, runs the node from its stored inputs, and records the
 //! node's checkpoint and events in one transaction that also queues the nodes that became
@@ -581,7 +581,7 @@ impl fmt::Debug for Worker {
 
 impl Worker {
     /// A worker on `store` (it must have a work queue: a
-    /// [`PostgresStore`](crate::store::PostgresStore)), with no workflows yet.
+    /// `PostgresStore`), with no workflows yet.
     pub fn new(store: impl Store) -> Self {
         Self::with_shared_store(Arc::new(store))
     }

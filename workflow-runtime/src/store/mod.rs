@@ -40,7 +40,7 @@ use crate::events::Event;
 use crate::run::RunId;
 
 /// Opens the store `location` names: a `postgres://` or `postgresql://` URL is a
-/// [`PostgresStore`] (feature `postgres`), anything else the path of a [`SqliteStore`] file
+/// `PostgresStore` (feature `postgres`), anything else the path of a `SqliteStore` file
 /// (feature `sqlite`). For programs whose users pick the store on the command line.
 ///
 /// # Errors
@@ -585,7 +585,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, ()>;
 
     /// The store's work queue, if it has one: a store that worker processes share
-    /// ([`PostgresStore`]) queues the ready nodes of submitted runs for them. `None` (the
+    /// (`PostgresStore`) queues the ready nodes of submitted runs for them. `None` (the
     /// provided method) for a store that only the process driving a run writes to.
     fn queue(&self) -> Option<&dyn TaskQueue> {
         None
