@@ -608,96 +608,65 @@ fn node_functions(
             let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), step_span);
             let field = &node_fields[i];
             let function = format_ident!("__wf_node{}", i);
-            if node.args.iter().any(|arg| arg.ok.is_some()) {
-                let (reads, args) = call_args(&node.args, input_fields, node_fields, private);
-                let call = quote_spanned! {step_span=>
-                    #alias::__wf_call(#ctx_arg, #(#args),*).await?
-                };
-                return quote! {
-                    fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture<'_> {
-                        let __wf_run = run;
-                        ::std::boxed::Box::pin(async move {
-                            #(#reads)*
-                            let __wf_value = #call;
-                            #private::fill(&__wf_run.#field, __wf_value);
-                            ::core::result::Result::Ok(())
-                        })
-                    }
-                };
-            }
-            let (slots, locals, args) = plain_args(&node.args, input_fields, node_fields);
-            // The scheduler starts a node once its inputs exist; `missing_input` is the
-            // error if that ever failed.
-            let reads = slots.iter().zip(&locals).map(|(slot, local)| {
-                quote! {
-                    let ::core::option::Option::Some(#local) = #private::get(&#slot) else {
-                        return #private::missing_input();
-                    };
+            let CallArgs {
+                reads,
+                locals,
+                passed,
+            } = call_args(&node.args, input_fields, node_fields, private);
+            let body = if locals.is_empty() {
+                // Spanned at the step, like the call: a context the step cannot borrow
+                // makes `__wf_call`'s future an error type, and `node`'s bounds on it would
+                // repeat that error at the whole `workflow!`.
+                let node_fn = respan(quote!(#private::node), step_span);
+                quote_spanned! {step_span=>
+                    #node_fn(#alias::__wf_call(#ctx_arg, #(#passed),*), &__wf_run.#field)
                 }
-            });
-            // Spanned at the step, like the call: a context the step cannot borrow makes
-            // `__wf_call`'s future an error type, and `node`'s bounds on it would repeat
-            // that error at the whole `workflow!`.
-            let node_fn = respan(quote!(#private::node), step_span);
-            let call = quote_spanned! {step_span=>
-                #node_fn(#alias::__wf_call(#ctx_arg, #(#args),*), &__wf_run.#field)
+            } else {
+                let call = quote_spanned! {step_span=>
+                    #alias::__wf_call(#ctx_arg, #(#passed),*).await?
+                };
+                quote! {
+                    ::std::boxed::Box::pin(async move {
+                        #(#locals)*
+                        let __wf_value = #call;
+                        #private::fill(&__wf_run.#field, __wf_value);
+                        ::core::result::Result::Ok(())
+                    })
+                }
             };
             quote! {
                 fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture<'_> {
                     let __wf_run = run;
                     #(#reads)*
-                    #call
+                    #body
                 }
             }
         })
         .collect()
 }
 
-/// The arguments of a node without `.ok()` arguments: the slots of the nodes it reads, the
-/// locals they are read into, and the expressions passed to the step (each spanned at its
-/// argument, so that a type mismatch is reported there).
-fn plain_args(
-    args: &[Arg],
-    input_fields: &[syn::Ident],
-    node_fields: &[syn::Ident],
-) -> (Vec<TokenStream>, Vec<syn::Ident>, Vec<TokenStream>) {
-    let mut slots = Vec::new();
-    let mut locals = Vec::new();
-    let passed = args
-        .iter()
-        .enumerate()
-        .map(|(k, arg)| {
-            let passed = match arg.source {
-                Some(Source::Input(index)) => {
-                    let field = &input_fields[index];
-                    quote!(&__wf_run.#field)
-                }
-                Some(Source::Node(dep)) => {
-                    let field = &node_fields[dep.0];
-                    let local = format_ident!("__wf_a{}", k);
-                    slots.push(quote!(__wf_run.#field));
-                    locals.push(local.clone());
-                    local.into_token_stream()
-                }
-                None => quote!(::core::unreachable!()),
-            };
-            respan(passed, arg.ident.span())
-        })
-        .collect();
-    (slots, locals, passed)
+/// How a node function reads its arguments from the run.
+struct CallArgs {
+    /// Statements that read node outputs into locals, before the node's future is made: a
+    /// missing input (which the scheduler rules out) returns `missing_input`'s error.
+    reads: Vec<TokenStream>,
+    /// Statements that read `.ok()` arguments (`Option`s the step borrows), inside the
+    /// node's future, where they live as long as the step's call.
+    locals: Vec<TokenStream>,
+    /// The expressions passed to the step, each spanned at its argument so that a type
+    /// mismatch is reported there.
+    passed: Vec<TokenStream>,
 }
 
-/// How a node function reads its arguments from the run: statements that read node
-/// outputs into locals (so a missing input returns early, outside the call), and the
-/// expressions passed to the step, each spanned at its argument so that a type mismatch
-/// is reported there.
+/// How a node function reads `args` from the run.
 fn call_args(
     args: &[Arg],
     input_fields: &[syn::Ident],
     node_fields: &[syn::Ident],
     private: &TokenStream,
-) -> (Vec<TokenStream>, Vec<TokenStream>) {
+) -> CallArgs {
     let mut reads = Vec::new();
+    let mut locals = Vec::new();
     let passed = args
         .iter()
         .enumerate()
@@ -711,13 +680,19 @@ fn call_args(
                 }
                 (Some(Source::Node(dep)), None) => {
                     let field = &node_fields[dep.0];
-                    reads.push(quote!(let #local = #private::input(&__wf_run.#field)?;));
+                    reads.push(quote! {
+                        let ::core::option::Option::Some(#local) =
+                            #private::get(&__wf_run.#field)
+                        else {
+                            return #private::missing_input();
+                        };
+                    });
                     quote!(#local)
                 }
                 (Some(Source::Node(dep)), Some(_)) => {
                     let field = &node_fields[dep.0];
                     let read = respan(quote!(#private::maybe(&__wf_run.#field)), span);
-                    reads.push(quote!(let #local = #read;));
+                    locals.push(quote!(let #local = #read;));
                     quote!(&#local)
                 }
                 (None, _) => quote!(::core::unreachable!()),
@@ -725,7 +700,11 @@ fn call_args(
             respan(passed, span)
         })
         .collect();
-    (reads, passed)
+    CallArgs {
+        reads,
+        locals,
+        passed,
+    }
 }
 
 /// The alias of node `index`'s fallback step.
@@ -752,28 +731,33 @@ fn fallbacks(
             functions.push(quote!(type #alias = #path;));
         }
         let alias = &aliases[i];
-        let value = match &node.on_failure {
+        let (reads, value) = match &node.on_failure {
             OnFailure::Value(expr) => {
                 let check = respan(
                     quote!(#private::fallback::<<#alias as #private::Step>::Output, _>),
                     expr.span(),
                 );
-                quote!(#check(#expr))
+                (Vec::new(), quote!(#check(#expr)))
             }
             OnFailure::Step(fallback) => {
                 let span = fallback.step.span();
                 let alias = respan(fallback_alias(i).to_token_stream(), span);
                 let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), span);
-                let (reads, args) = call_args(&fallback.args, input_fields, node_fields, private);
+                let CallArgs {
+                    reads,
+                    locals,
+                    passed,
+                } = call_args(&fallback.args, input_fields, node_fields, private);
                 let output = &aliases[i];
                 let check = respan(
                     quote!(#private::fallback::<<#output as #private::Step>::Output, _>),
                     span,
                 );
-                quote_spanned!(span=> {
-                    #(#reads)*
-                    #check(#alias::__wf_call(#ctx_arg, #(#args),*).await?)
-                })
+                let value = quote_spanned!(span=> {
+                    #(#locals)*
+                    #check(#alias::__wf_call(#ctx_arg, #(#passed),*).await?)
+                });
+                (reads, value)
             }
             OnFailure::Fail | OnFailure::Skip => continue,
         };
@@ -782,6 +766,7 @@ fn fallbacks(
         functions.push(quote! {
             fn #function(run: &#private::ArcPtr<__wf_Run>) -> #private::NodeFuture<'_> {
                 let __wf_run = run;
+                #(#reads)*
                 ::std::boxed::Box::pin(async move {
                     let __wf_value = #value;
                     #private::fill(&__wf_run.#field, __wf_value);

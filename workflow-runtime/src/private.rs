@@ -166,16 +166,13 @@ pub fn no_context<C: ?Sized>(_: &Arc<C>) -> Arc<()> {
     Arc::new(())
 }
 
-/// Reads an input of a node.
-///
-/// # Errors
-///
-/// If the slot is empty, which the scheduler rules out by starting a node only after its
-/// inputs exist.
-pub fn input<T>(slot: &Slot<T>) -> Result<&T, Error> {
-    slot.get()
-        .ok_or_else(|| Error::msg("internal error: a step started before its input existed"))
+/// A node's output, or an error when it does not exist yet.
+fn input<T>(slot: &Slot<T>) -> Result<&T, Error> {
+    slot.get().ok_or_else(|| Error::msg(MISSING_INPUT))
 }
+
+/// The error of a node that started before its inputs existed.
+const MISSING_INPUT: &str = "internal error: a step started before its input existed";
 
 /// Reads an input that a node reads with `.ok()`: `None` when its node was skipped.
 pub fn maybe<'a, T, O: FromMaybe<'a, T>>(slot: &'a Slot<T>) -> O {
@@ -233,9 +230,7 @@ pub fn get<T>(slot: &Slot<T>) -> Option<&T> {
 /// The attempt of a node that started before its inputs existed, which the scheduler rules
 /// out: an error, not a panic.
 pub fn missing_input<'r>() -> NodeFuture<'r> {
-    Box::pin(std::future::ready(Err(Error::msg(
-        "internal error: a step started before its input existed",
-    ))))
+    Box::pin(std::future::ready(Err(Error::msg(MISSING_INPUT))))
 }
 
 /// Stores a node's output. A retried attempt after a success cannot happen, so a second
