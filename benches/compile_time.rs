@@ -84,14 +84,16 @@ fn main() {
     let mut rows = Vec::new();
     for &n in &sizes {
         let row = measure(&root, n, reps, expansions.iter().find(|e| e.nodes == n));
+        let [
+            check,
+            build,
+            release,
+            plain_check,
+            plain_build,
+            plain_release,
+        ] = row.walls();
         println!(
-            "  {n} nodes: check {:.2} s, build {:.2} s, release {:.2} s; plain check {:.2} s, plain build {:.2} s, plain release {:.2} s",
-            secs(row.workflow[0].wall),
-            secs(row.workflow[1].wall),
-            secs(row.workflow[2].wall),
-            secs(row.plain[0].wall),
-            secs(row.plain[1].wall),
-            secs(row.plain[2].wall),
+            "  {n} nodes: check {check:.2} s, build {build:.2} s, release {release:.2} s; plain check {plain_check:.2} s, plain build {plain_build:.2} s, plain release {plain_release:.2} s",
         );
         rows.push(row);
     }
@@ -357,6 +359,21 @@ struct Row {
 }
 
 impl Row {
+    /// The medians' wall times in seconds: the workflow's crate per command of
+    /// `COMMANDS`, then the plain crate's.
+    fn walls(&self) -> [f64; 6] {
+        let [check, build, release] = self.workflow.map(|m| secs(m.wall));
+        let [plain_check, plain_build, plain_release] = self.plain.map(|m| secs(m.wall));
+        [
+            check,
+            build,
+            release,
+            plain_check,
+            plain_build,
+            plain_release,
+        ]
+    }
+
     /// What the workflow adds to `cargo check`, in seconds of wall time.
     fn added_check(&self) -> f64 {
         self.added(0)
@@ -498,16 +515,18 @@ fn table(rows: &[Row]) -> String {
         let cpu = row
             .added_build_cpu()
             .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.2} s"));
+        let [
+            check,
+            build,
+            release,
+            plain_check,
+            plain_build,
+            plain_release,
+        ] = row.walls();
         writeln!(
             out,
-            "| {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.1} ms | {cpu} | {:.2} s | {expansion} |",
+            "| {} | {check:.2} s | {build:.2} s | {release:.2} s | {plain_check:.2} s | {plain_build:.2} s | {plain_release:.2} s | {:.2} s | {:.2} s | {:.1} ms | {cpu} | {:.2} s | {expansion} |",
             row.nodes,
-            secs(row.workflow[0].wall),
-            secs(row.workflow[1].wall),
-            secs(row.workflow[2].wall),
-            secs(row.plain[0].wall),
-            secs(row.plain[1].wall),
-            secs(row.plain[2].wall),
             row.added_check(),
             row.added_build(),
             row.added_build() * 1000.0 / as_f64(row.nodes),
