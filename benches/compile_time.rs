@@ -84,17 +84,8 @@ fn main() {
     let mut rows = Vec::new();
     for &n in &sizes {
         let row = measure(&root, n, reps, expansions.iter().find(|e| e.nodes == n));
-        let [
-            check,
-            build,
-            release,
-            plain_check,
-            plain_build,
-            plain_release,
-        ] = row.walls();
-        println!(
-            "  {n} nodes: check {check:.2} s, build {build:.2} s, release {release:.2} s; plain check {plain_check:.2} s, plain build {plain_build:.2} s, plain release {plain_release:.2} s",
-        );
+        // The row as the table will show it, as soon as it is measured.
+        println!("  {}", table_row(&row).trim_end());
         rows.push(row);
     }
     println!();
@@ -359,21 +350,6 @@ struct Row {
 }
 
 impl Row {
-    /// The medians' wall times in seconds: the workflow's crate per command of
-    /// `COMMANDS`, then the plain crate's.
-    fn walls(&self) -> [f64; 6] {
-        let [check, build, release] = self.workflow.map(|m| secs(m.wall));
-        let [plain_check, plain_build, plain_release] = self.plain.map(|m| secs(m.wall));
-        [
-            check,
-            build,
-            release,
-            plain_check,
-            plain_build,
-            plain_release,
-        ]
-    }
-
     /// What the workflow adds to `cargo check`, in seconds of wall time.
     fn added_check(&self) -> f64 {
         self.added(0)
@@ -494,6 +470,38 @@ fn parse_expansion(line: &str) -> Option<Expansion> {
 
 // ---- Reports. ----
 
+/// One size's line of the table.
+fn table_row(row: &Row) -> String {
+    let mut line = String::new();
+    let expansion = row.expansion.as_ref().map_or_else(
+        || "- | -".to_owned(),
+        |e| {
+            format!(
+                "{} tokens, {} KiB | {:.0} ms",
+                e.tokens,
+                e.bytes / 1024,
+                e.millis
+            )
+        },
+    );
+    let cpu = row
+        .added_build_cpu()
+        .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.2} s"));
+    let [check, build, release] = row.workflow.map(|m| secs(m.wall));
+    let [plain_check, plain_build, plain_release] = row.plain.map(|m| secs(m.wall));
+    writeln!(
+        line,
+        "| {} | {check:.2} s | {build:.2} s | {release:.2} s | {plain_check:.2} s | {plain_build:.2} s | {plain_release:.2} s | {:.2} s | {:.2} s | {:.1} ms | {cpu} | {:.2} s | {expansion} |",
+        row.nodes,
+        row.added_check(),
+        row.added_build(),
+        row.added_build() * 1000.0 / as_f64(row.nodes),
+        row.added_release(),
+    )
+    .expect("a string");
+    line
+}
+
 /// The figures as a Markdown table, and how they grow.
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
@@ -501,38 +509,7 @@ fn table(rows: &[Row]) -> String {
          | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for row in rows {
-        let expansion = row.expansion.as_ref().map_or_else(
-            || "- | -".to_owned(),
-            |e| {
-                format!(
-                    "{} tokens, {} KiB | {:.0} ms",
-                    e.tokens,
-                    e.bytes / 1024,
-                    e.millis
-                )
-            },
-        );
-        let cpu = row
-            .added_build_cpu()
-            .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.2} s"));
-        let [
-            check,
-            build,
-            release,
-            plain_check,
-            plain_build,
-            plain_release,
-        ] = row.walls();
-        writeln!(
-            out,
-            "| {} | {check:.2} s | {build:.2} s | {release:.2} s | {plain_check:.2} s | {plain_build:.2} s | {plain_release:.2} s | {:.2} s | {:.2} s | {:.1} ms | {cpu} | {:.2} s | {expansion} |",
-            row.nodes,
-            row.added_check(),
-            row.added_build(),
-            row.added_build() * 1000.0 / as_f64(row.nodes),
-            row.added_release(),
-        )
-        .expect("a string");
+        out.push_str(&table_row(row));
     }
     if let (Some(first), Some(last)) = (rows.first(), rows.last())
         && last.nodes > first.nodes

@@ -553,16 +553,16 @@ fn output_fn(
     output_ty: &TokenStream,
 ) -> Option<TokenStream> {
     graph.output.as_ref().map(|output| {
-        let value = match output.source {
+        let (run, value) = match output.source {
             Source::Input(index) => {
                 let field = &input_fields[index];
-                quote!(run.#field)
+                (quote!(run), quote!(run.#field))
             }
             Source::Node(node) => {
                 let field = &node_fields[node.0];
                 // `take`, not a move out of the run: a partial move would drop each
                 // other slot on its own, a line of code per node.
-                quote!(run.#field.take()?)
+                (quote!(mut run), quote!(run.#field.take()?))
             }
         };
         // A mismatch is reported at the last expression, by `IsOutput`'s message.
@@ -571,8 +571,7 @@ fn output_fn(
             output.span,
         );
         quote! {
-            #[allow(unused_mut)]
-            fn output(mut run: __wf_Run) -> ::core::option::Option<#output_ty> {
+            fn output(#run: __wf_Run) -> ::core::option::Option<#output_ty> {
                 let __wf_value = #value;
                 ::core::option::Option::Some(#convert)
             }
