@@ -804,6 +804,38 @@ async fn a_sqlite_store_keeps_everything_across_reopening() {
     );
 }
 
+/// Commits go on while the store's own thread copies the write-ahead log into the file.
+/// Under a steady stream of commits the log stays bounded (unchecked, these would make it
+/// about 50 MiB), and closing the store leaves the file whole and the log removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_keeps_its_log_bounded_and_removes_it_when_it_closes() {
+    const COMMITS: usize = 6000;
+    let dir = TempDir::new();
+    let path = dir.0.join("runs.db");
+    let log = dir.0.join("runs.db-wal");
+    let run = new_run("Pipeline");
+    let mut longest = 0;
+    {
+        let store = SqliteStore::open(&path).expect("opened");
+        store.create_run(run.clone()).await.expect("created");
+        for k in 0..COMMITS {
+            store
+                .checkpoint(run.id, vec![checkpoint(&format!("n{k}"), json!(k))], vec![])
+                .await
+                .expect("checkpointed");
+            longest = longest.max(std::fs::metadata(&log).map_or(0, |file| file.len()));
+        }
+    }
+    eprintln!("the log's longest: {longest} bytes");
+    assert!(!log.exists(), "the log is removed when the store closes");
+    assert!(longest < 24 << 20, "the log grew to {longest} bytes");
+    let store = SqliteStore::open(&path).expect("reopened");
+    assert_eq!(
+        store.checkpoints(run.id).await.expect("read").len(),
+        COMMITS
+    );
+}
+
 #[tokio::test]
 async fn a_sqlite_store_keeps_states_and_interrupts_across_reopening() {
     let dir = TempDir::new();

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rusqlite::hooks::Wal;
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{
@@ -105,6 +107,13 @@ const MIGRATIONS: &[&str] = &[
 /// multi-thread runtime (its other tasks move to another worker meanwhile), on tokio's
 /// blocking pool elsewhere.
 ///
+/// Copying the log back into the database (an SQLite *checkpoint*, which waits for the
+/// disk twice) is the work of a thread of the store's own, on a connection of its own,
+/// once the log holds 1,000 pages; commits go on meanwhile. Only if the log reaches 4,000
+/// pages (16 MiB) because that thread cannot keep up does a commit checkpoint itself, as
+/// SQLite does by default at 1,000. Dropping the last clone of the store ends the thread
+/// and closes both connections, which leaves the file whole and the log removed.
+///
 /// # Examples
 ///
 /// ```
@@ -122,7 +131,93 @@ const MIGRATIONS: &[&str] = &[
 /// ```
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of a store share. Fields drop in order: the connection first, which
+/// drops its log hook and with it the checkpointer's wake-up sender, then the
+/// checkpointer, which waits for its thread to close its own connection.
+struct Shared {
+    conn: Mutex<Connection>,
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// The log's length, in pages, at which a commit wakes the checkpointer thread.
+const CHECKPOINT_PAGES: i32 = 1000;
+
+/// The log's length at which a commit checkpoints itself: the checkpointer is behind.
+const CHECKPOINT_PAGES_INLINE: i32 = 4 * CHECKPOINT_PAGES;
+
+/// The thread that copies the write-ahead log into the database, so that commits do not.
+struct Checkpointer {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts the thread on a connection of its own to the file at `path` and hooks
+    /// `conn`'s commits to wake it. `None` (commits checkpoint themselves, as SQLite
+    /// does by default) when the database is not in WAL mode (`:memory:`) or the thread
+    /// cannot start.
+    fn start(conn: &mut Connection, path: &Path) -> Result<Option<Self>, StoreError> {
+        let own = Connection::open(path).map_err(backend)?;
+        own.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        let mode: String = own
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .map_err(backend)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Ok(None);
+        }
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let Ok(thread) = std::thread::Builder::new()
+            .name("workflow-sqlite-checkpoint".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    match own.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+                        Ok(_) => {}
+                        // Another connection is checkpointing or resetting the log: the
+                        // next commit past the mark wakes this thread again.
+                        Err(rusqlite::Error::SqliteFailure(error, _))
+                            if matches!(
+                                error.code,
+                                rusqlite::ErrorCode::DatabaseBusy
+                                    | rusqlite::ErrorCode::DatabaseLocked
+                            ) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "checkpointing the SQLite write-ahead log failed");
+                        }
+                    }
+                }
+            })
+        else {
+            return Ok(None);
+        };
+        conn.wal_hook(Some(move |wal: &mut Wal, pages: std::ffi::c_int| {
+            if pages >= CHECKPOINT_PAGES_INLINE {
+                // Busy if the thread is checkpointing: then it is not stuck.
+                let _ = wal.checkpoint();
+            } else if pages >= CHECKPOINT_PAGES {
+                // Full: the thread has a wake-up pending already.
+                let _ = wake.try_send(());
+            }
+            Ok(())
+        }))
+        .map_err(backend)?;
+        Ok(Some(Self {
+            thread: Some(thread),
+        }))
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // The hook, and the sender in it, went with the writing connection: the thread's
+        // `recv` fails, it ends, and its connection, the last, checkpoints and removes
+        // the log as it closes.
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl SqliteStore {
@@ -133,6 +228,7 @@ impl SqliteStore {
     /// When the file cannot be opened, is not an SQLite database, or was written by a
     /// newer version of this crate.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
         let mut conn = Connection::open(path).map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
@@ -143,8 +239,12 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
         migrate(&mut conn)?;
+        let checkpointer = Checkpointer::start(&mut conn, path)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            shared: Arc::new(Shared {
+                conn: Mutex::new(conn),
+                _checkpointer: checkpointer,
+            }),
         })
     }
 
@@ -161,11 +261,11 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
-        let conn = Arc::clone(&self.conn);
+        let shared = Arc::clone(&self.shared);
         let commit = move || {
             // A panic inside a transaction rolls it back (the transaction is dropped),
             // so a poisoned lock guards a consistent database.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut conn = shared.conn.lock().unwrap_or_else(PoisonError::into_inner);
             let tx = conn.transaction().map_err(backend)?;
             let value = f(&tx)?;
             tx.commit().map_err(backend)?;
