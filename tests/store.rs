@@ -836,6 +836,40 @@ async fn a_sqlite_store_keeps_its_log_bounded_and_removes_it_when_it_closes() {
     );
 }
 
+/// Two stores on one file (two processes, say) write at the same time: each write waits
+/// for the other's to commit instead of failing with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sqlite_stores_on_one_file_write_at_once() {
+    const WRITES: usize = 300;
+    let dir = TempDir::new();
+    let path = dir.0.join("runs.db");
+    let writers = (0..2).map(|_| {
+        let store = SqliteStore::open(&path).expect("opened");
+        tokio::spawn(async move {
+            let run = new_run("Pipeline");
+            store.create_run(run.clone()).await.expect("created");
+            for k in 0..WRITES {
+                store
+                    .checkpoint(run.id, vec![checkpoint(&format!("n{k}"), json!(k))], vec![])
+                    .await
+                    .expect("checkpointed while the other store writes");
+                let read = store.run(run.id).await.expect("read");
+                assert_eq!(read.status, RunStatus::Running);
+            }
+            run.id
+        })
+    });
+    let runs: Vec<RunId> = futures_util::future::join_all(writers)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("the writer finished"))
+        .collect();
+    let store = SqliteStore::open(&path).expect("reopened");
+    for run in runs {
+        assert_eq!(store.checkpoints(run).await.expect("read").len(), WRITES);
+    }
+}
+
 #[tokio::test]
 async fn a_sqlite_store_keeps_states_and_interrupts_across_reopening() {
     let dir = TempDir::new();

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
-use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, TransactionBehavior, params};
 
 use super::{
     CacheKey, Checkpoint, Interrupt, Progress, RunRecord, RunStatus, StateChange, StateCheckpoint,
@@ -252,6 +252,26 @@ impl SqliteStore {
     #[allow(clippy::cast_possible_truncation)] // a handful of migrations
     pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
+    /// Runs `f` in a transaction that writes: it takes the file's write lock when it
+    /// begins (`BEGIN IMMEDIATE`), waiting for another connection's writes as long as the
+    /// busy timeout allows. A transaction that read first and then asked for the lock
+    /// would fail at once, unwaited, whenever another connection (another process, or
+    /// the checkpointer) held it at that moment.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        self.transaction(TransactionBehavior::Immediate, f)
+    }
+
+    /// Runs `f` in a transaction that only reads, on one snapshot of the file.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        self.transaction(TransactionBehavior::Deferred, f)
+    }
+
     /// Runs `f` in one transaction. On a multi-thread runtime the calling worker runs it,
     /// after handing its other tasks to another worker (`block_in_place`): a checkpoint is
     /// a short transaction, and a hop to the blocking pool and back would cost as much as
@@ -259,6 +279,7 @@ impl SqliteStore {
     /// blocking pool, so that it never stalls the only thread.
     fn transaction<T: Send + 'static>(
         &self,
+        behavior: TransactionBehavior,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
         let shared = Arc::clone(&self.shared);
@@ -266,7 +287,7 @@ impl SqliteStore {
             // A panic inside a transaction rolls it back (the transaction is dropped),
             // so a poisoned lock guards a consistent database.
             let mut conn = shared.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            let tx = conn.transaction().map_err(backend)?;
+            let tx = conn.transaction_with_behavior(behavior).map_err(backend)?;
             let value = f(&tx)?;
             tx.commit().map_err(backend)?;
             Ok(value)
@@ -291,7 +312,12 @@ fn backend(error: rusqlite::Error) -> StoreError {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: u32 = conn
+    // Immediate: two processes opening a new file at once migrate it one after the other,
+    // the second finding it up to date.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let version: u32 = tx
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(backend)?;
     let known = MIGRATIONS.len();
@@ -301,7 +327,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             "the database has schema version {version}, newer than this program's {known}"
         )));
     }
-    let tx = conn.transaction().map_err(backend)?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
         tx.execute_batch(migration).map_err(backend)?;
         tx.pragma_update(
@@ -573,7 +598,7 @@ fn run_statement(tx: &Transaction<'_>, statement: &Statement) -> rusqlite::Resul
 
 impl Store for SqliteStore {
     fn create_run(&self, run: RunRecord) -> StoreFuture<'_, ()> {
-        self.transaction(move |tx| {
+        self.write(move |tx| {
             let exists: bool = tx
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
@@ -605,7 +630,7 @@ impl Store for SqliteStore {
     }
 
     fn append_events(&self, run: RunId, events: Vec<Event>) -> StoreFuture<'_, ()> {
-        self.transaction(move |tx| {
+        self.write(move |tx| {
             let mut head = Head::open(tx, run)?;
             if events.is_empty() {
                 return Ok(());
@@ -621,7 +646,7 @@ impl Store for SqliteStore {
         checkpoints: Vec<Checkpoint>,
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()> {
-        self.transaction(move |tx| {
+        self.write(move |tx| {
             let mut head = Head::open(tx, run)?;
             head.insert_checkpoints(tx, run, checkpoints)?;
             head.insert_events(tx, run, &events)?;
@@ -635,7 +660,7 @@ impl Store for SqliteStore {
         state: StateCheckpoint,
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()> {
-        self.transaction(move |tx| {
+        self.write(move |tx| {
             let mut head = Head::open(tx, run)?;
             head.replace_state(tx, &state)?;
             for statement in &state.writes {
@@ -652,7 +677,7 @@ impl Store for SqliteStore {
     }
 
     fn state(&self, run: RunId) -> StoreFuture<'_, Option<StateCheckpoint>> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             exists(tx, run)?;
             // A succeeded run's final state is its output.
             tx.query_row(
@@ -671,7 +696,7 @@ impl Store for SqliteStore {
     }
 
     fn suspend(&self, run: RunId, interrupt: Interrupt, events: Vec<Event>) -> StoreFuture<'_, ()> {
-        self.transaction(move |tx| {
+        self.write(move |tx| {
             let mut head = Head::open(tx, run)?;
             head.insert_events(tx, run, &events)?;
             tx.execute(
@@ -691,7 +716,7 @@ impl Store for SqliteStore {
     }
 
     fn interrupt(&self, run: RunId) -> StoreFuture<'_, Option<Interrupt>> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let head = Head::load(tx, run)?;
             if head.status != RunStatus::Waiting {
                 return Ok(None);
@@ -722,7 +747,7 @@ impl Store for SqliteStore {
         progress: Progress,
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()> {
-        self.transaction(move |tx| {
+        self.write(move |tx| {
             let mut head = Head::load(tx, run)?;
             let waiting: Option<String> = if head.status == RunStatus::Waiting {
                 tx.query_row(
@@ -756,7 +781,7 @@ impl Store for SqliteStore {
         error: Option<String>,
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()> {
-        self.transaction(move |tx| {
+        self.write(move |tx| {
             let mut head = Head::open(tx, run)?;
             head.insert_events(tx, run, &events)?;
             if status.is_final() {
@@ -789,7 +814,7 @@ impl Store for SqliteStore {
     }
 
     fn run(&self, run: RunId) -> StoreFuture<'_, RunRecord> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             tx.query_row(
                 &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
                 [run.to_string()],
@@ -802,7 +827,7 @@ impl Store for SqliteStore {
     }
 
     fn runs(&self, limit: usize) -> StoreFuture<'_, Vec<RunRecord>> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let mut query = tx
                 .prepare(&format!(
                     "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1"
@@ -815,7 +840,7 @@ impl Store for SqliteStore {
     }
 
     fn count_runs(&self, status: RunStatus) -> StoreFuture<'_, u64> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let count: i64 = tx
                 .prepare_cached("SELECT COUNT(*) FROM runs WHERE status = ?1")
                 .map_err(backend)?
@@ -826,7 +851,7 @@ impl Store for SqliteStore {
     }
 
     fn checkpoints(&self, run: RunId) -> StoreFuture<'_, Vec<Checkpoint>> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let id = run.to_string();
             exists(tx, run)?;
             let mut query = tx
@@ -862,7 +887,7 @@ impl Store for SqliteStore {
     }
 
     fn events(&self, run: RunId, from: u64) -> StoreFuture<'_, Vec<Event>> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             exists(tx, run)?;
             let mut query = tx
                 .prepare_cached(
@@ -884,7 +909,7 @@ impl Store for SqliteStore {
     }
 
     fn history(&self, run: RunId) -> StoreFuture<'_, Vec<StateChange>> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             exists(tx, run)?;
             let mut query = tx
                 .prepare_cached(
@@ -909,7 +934,7 @@ impl Store for SqliteStore {
     }
 
     fn cached(&self, key: CacheKey, now: Timestamp) -> StoreFuture<'_, Option<serde_json::Value>> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let row: Option<(String, String, i64)> = tx
                 .prepare_cached(
                     "SELECT input, output, expires_at FROM cache
@@ -937,7 +962,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> StoreFuture<'_, ()> {
-        self.transaction(move |tx| {
+        self.write(move |tx| {
             tx.prepare_cached("DELETE FROM cache WHERE expires_at <= ?1")
                 .map_err(backend)?
                 .execute([now.0])
