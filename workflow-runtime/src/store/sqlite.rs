@@ -1,7 +1,9 @@
 //! The SQLite store: one file, WAL mode, a schema versioned with `PRAGMA user_version`.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::time::Duration;
 
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
@@ -138,15 +140,120 @@ pub struct SqliteStore {
 /// drops its log hook and with it the checkpointer's wake-up sender, then the
 /// checkpointer, which waits for its thread to close its own connection.
 struct Shared {
+    /// The connection, with a busy timeout of zero between transactions: a transaction
+    /// that may wait sets [`BUSY_TIMEOUT`] for its own length.
     conn: Mutex<Connection>,
+    /// Set by a commit that left the log at [`CHECKPOINT_PAGES_BEHIND`] or more: the
+    /// next write checkpoints first, on a thread that may block.
+    behind: Arc<AtomicBool>,
+    /// Whether writes may run on the calling thread: only while the checkpointer thread
+    /// keeps checkpoints out of commits.
+    writes_inline: bool,
     _checkpointer: Option<Checkpointer>,
 }
+
+/// How long a transaction waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The log's length, in pages, at which a commit wakes the checkpointer thread.
 const CHECKPOINT_PAGES: i32 = 1000;
 
-/// The log's length at which a commit checkpoints itself: the checkpointer is behind.
-const CHECKPOINT_PAGES_INLINE: i32 = 4 * CHECKPOINT_PAGES;
+/// The log's length at which the checkpointer thread is behind (it cannot finish while
+/// commits keep coming): the next write checkpoints itself, holding the store's
+/// connection, so that the log starts over.
+const CHECKPOINT_PAGES_BEHIND: i32 = 4 * CHECKPOINT_PAGES;
+
+/// What a transaction does, which decides how it starts.
+#[derive(Clone, Copy)]
+enum Access {
+    /// Takes the file's write lock when it begins (`BEGIN IMMEDIATE`), waiting for
+    /// another connection's write. One that read first and then asked for the lock
+    /// would fail at once, unwaited, whenever another connection (another process, or
+    /// the checkpointer) held it at that moment.
+    Write,
+    /// Reads one snapshot of the file (`BEGIN DEFERRED`).
+    Read,
+}
+
+impl Access {
+    fn behavior(self) -> TransactionBehavior {
+        match self {
+            Self::Write => TransactionBehavior::Immediate,
+            Self::Read => TransactionBehavior::Deferred,
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+impl Shared {
+    /// Runs the write `f` on the calling thread if it can start without waiting: the
+    /// connection is free, the file's write lock too, and no checkpoint is due. Gives
+    /// `f` back, untouched, otherwise.
+    fn write_now<T, F>(&self, f: F) -> Result<Result<T, StoreError>, F>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    {
+        if !self.writes_inline || self.behind.load(Ordering::Relaxed) {
+            return Err(f);
+        }
+        let mut conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(f),
+        };
+        match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => Ok(commit(tx, f)),
+            Err(error) if is_busy(&error) => Err(f),
+            Err(error) => Ok(Err(backend(error))),
+        }
+    }
+
+    /// Runs `f` in a transaction that waits, as long as [`BUSY_TIMEOUT`], for another
+    /// connection's write; a write checkpoints first if one is due.
+    fn run_waiting<T>(
+        &self,
+        access: Access,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // A panic inside a transaction rolls it back (the transaction is dropped), so a
+        // poisoned lock guards a consistent database.
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        if matches!(access, Access::Write) && self.behind.swap(false, Ordering::Relaxed) {
+            // Holding the connection keeps this store's commits out until the checkpoint
+            // is done, so that the next write starts the log over.
+            match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+                Ok(_) => {}
+                Err(error) if is_busy(&error) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "checkpointing the SQLite write-ahead log failed");
+                }
+            }
+        }
+        let result = conn
+            .transaction_with_behavior(access.behavior())
+            .map_err(backend)
+            .and_then(|tx| commit(tx, f));
+        let reset = conn.busy_timeout(Duration::ZERO).map_err(backend);
+        result.and_then(|value| reset.map(|()| value))
+    }
+}
+
+/// Runs `f` in `tx` and commits; an error from `f` rolls back (the transaction drops).
+fn commit<T>(
+    tx: Transaction<'_>,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let value = f(&tx)?;
+    tx.commit().map_err(backend)?;
+    Ok(value)
+}
 
 /// The thread that copies the write-ahead log into the database, so that commits do not.
 struct Checkpointer {
@@ -155,13 +262,16 @@ struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread on a connection of its own to the file at `path` and hooks
-    /// `conn`'s commits to wake it. `None` (commits checkpoint themselves, as SQLite
-    /// does by default) when the database is not in WAL mode (`:memory:`) or the thread
-    /// cannot start.
-    fn start(conn: &mut Connection, path: &Path) -> Result<Option<Self>, StoreError> {
+    /// `conn`'s commits to wake it, and to raise `behind` when the log is long. `None`
+    /// (commits checkpoint themselves, as SQLite does by default) when the database is
+    /// not in WAL mode (`:memory:`) or the thread cannot start.
+    fn start(
+        conn: &mut Connection,
+        path: &Path,
+        behind: &Arc<AtomicBool>,
+    ) -> Result<Option<Self>, StoreError> {
         let own = Connection::open(path).map_err(backend)?;
-        own.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(backend)?;
+        own.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
         let mode: String = own
             .pragma_query_value(None, "journal_mode", |row| row.get(0))
             .map_err(backend)?;
@@ -177,12 +287,7 @@ impl Checkpointer {
                         Ok(_) => {}
                         // Another connection is checkpointing or resetting the log: the
                         // next commit past the mark wakes this thread again.
-                        Err(rusqlite::Error::SqliteFailure(error, _))
-                            if matches!(
-                                error.code,
-                                rusqlite::ErrorCode::DatabaseBusy
-                                    | rusqlite::ErrorCode::DatabaseLocked
-                            ) => {}
+                        Err(error) if is_busy(&error) => {}
                         Err(error) => {
                             tracing::warn!(%error, "checkpointing the SQLite write-ahead log failed");
                         }
@@ -192,13 +297,14 @@ impl Checkpointer {
         else {
             return Ok(None);
         };
-        conn.wal_hook(Some(move |wal: &mut Wal, pages: std::ffi::c_int| {
-            if pages >= CHECKPOINT_PAGES_INLINE {
-                // Busy if the thread is checkpointing: then it is not stuck.
-                let _ = wal.checkpoint();
-            } else if pages >= CHECKPOINT_PAGES {
+        let behind = Arc::clone(behind);
+        conn.wal_hook(Some(move |_: &mut Wal, pages: std::ffi::c_int| {
+            if pages >= CHECKPOINT_PAGES {
                 // Full: the thread has a wake-up pending already.
                 let _ = wake.try_send(());
+            }
+            if pages >= CHECKPOINT_PAGES_BEHIND {
+                behind.store(true, Ordering::Relaxed);
             }
             Ok(())
         }))
@@ -230,8 +336,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let mut conn = Connection::open(path).map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(backend)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -239,10 +344,14 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
         migrate(&mut conn)?;
-        let checkpointer = Checkpointer::start(&mut conn, path)?;
+        let behind = Arc::new(AtomicBool::new(false));
+        let checkpointer = Checkpointer::start(&mut conn, path, &behind)?;
+        conn.busy_timeout(Duration::ZERO).map_err(backend)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 conn: Mutex::new(conn),
+                behind,
+                writes_inline: checkpointer.is_some(),
                 _checkpointer: checkpointer,
             }),
         })
@@ -252,54 +361,53 @@ impl SqliteStore {
     #[allow(clippy::cast_possible_truncation)] // a handful of migrations
     pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-    /// Runs `f` in a transaction that writes: it takes the file's write lock when it
-    /// begins (`BEGIN IMMEDIATE`), waiting for another connection's writes as long as the
-    /// busy timeout allows. A transaction that read first and then asked for the lock
-    /// would fail at once, unwaited, whenever another connection (another process, or
-    /// the checkpointer) held it at that moment.
+    /// Runs `f` in a transaction that writes (see [`Access::Write`]).
     fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
-        self.transaction(TransactionBehavior::Immediate, f)
+        self.transaction(Access::Write, f)
     }
 
-    /// Runs `f` in a transaction that only reads, on one snapshot of the file.
+    /// Runs `f` in a transaction that only reads.
     fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
-        self.transaction(TransactionBehavior::Deferred, f)
+        self.transaction(Access::Read, f)
     }
 
-    /// Runs `f` in one transaction. On a multi-thread runtime the calling worker runs it,
-    /// after handing its other tasks to another worker (`block_in_place`): a checkpoint is
-    /// a short transaction, and a hop to the blocking pool and back would cost as much as
-    /// the transaction itself. Elsewhere (a current-thread runtime) it runs on the
-    /// blocking pool, so that it never stalls the only thread.
+    /// Runs `f` in one transaction.
+    ///
+    /// A write that can start without waiting runs on the calling thread: a run's writes
+    /// are short (tens of microseconds, about what serialising the same outputs took),
+    /// and a hop to another thread and back costs as much again. Whatever may wait (a
+    /// read, a write lock another connection holds, a checkpoint that is due) runs where
+    /// blocking is allowed: on a multi-thread runtime the calling worker runs it after
+    /// handing its other tasks to another worker (`block_in_place`); elsewhere tokio's
+    /// blocking pool does.
     fn transaction<T: Send + 'static>(
         &self,
-        behavior: TransactionBehavior,
+        access: Access,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
         let shared = Arc::clone(&self.shared);
-        let commit = move || {
-            // A panic inside a transaction rolls it back (the transaction is dropped),
-            // so a poisoned lock guards a consistent database.
-            let mut conn = shared.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            let tx = conn.transaction_with_behavior(behavior).map_err(backend)?;
-            let value = f(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(value)
-        };
         Box::pin(async move {
+            let f = match access {
+                Access::Write => match shared.write_now(f) {
+                    Ok(done) => return done,
+                    Err(f) => f,
+                },
+                Access::Read => f,
+            };
+            let wait = move || shared.run_waiting(access, f);
             let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
                 handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
             });
             if multi_thread {
-                tokio::task::block_in_place(commit)
+                tokio::task::block_in_place(wait)
             } else {
-                tokio::task::spawn_blocking(commit)
+                tokio::task::spawn_blocking(wait)
                     .await
                     .map_err(|error| StoreError::Backend(Box::new(error)))?
             }
@@ -599,20 +707,15 @@ fn run_statement(tx: &Transaction<'_>, statement: &Statement) -> rusqlite::Resul
 impl Store for SqliteStore {
     fn create_run(&self, run: RunRecord) -> StoreFuture<'_, ()> {
         self.write(move |tx| {
-            let exists: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
-                    [run.id.to_string()],
-                    |row| row.get(0),
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO runs
+                         (id, workflow, graph_hash, input, status, output, error, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (id) DO NOTHING",
                 )
-                .map_err(backend)?;
-            if exists {
-                return Err(StoreError::DuplicateRun(run.id));
-            }
-            tx.execute(
-                "INSERT INTO runs (id, workflow, graph_hash, input, status, output, error, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
+                .map_err(backend)?
+                .execute(params![
                     run.id.to_string(),
                     run.workflow,
                     run.graph_hash,
@@ -622,9 +725,11 @@ impl Store for SqliteStore {
                     run.error,
                     run.created_at.0,
                     run.updated_at.0,
-                ],
-            )
-            .map_err(backend)?;
+                ])
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::DuplicateRun(run.id));
+            }
             Ok(())
         })
     }
@@ -699,16 +804,17 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let mut head = Head::open(tx, run)?;
             head.insert_events(tx, run, &events)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT OR REPLACE INTO interrupts (run_id, node, request, created_at)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    head.id,
-                    interrupt.node,
-                    to_json(&interrupt.request),
-                    interrupt.created_at.0,
-                ],
             )
+            .map_err(backend)?
+            .execute(params![
+                head.id,
+                interrupt.node,
+                to_json(&interrupt.request),
+                interrupt.created_at.0,
+            ])
             .map_err(backend)?;
             head.status = RunStatus::Waiting;
             head.save(tx)
@@ -766,7 +872,9 @@ impl Store for SqliteStore {
                 Progress::State(state) => head.replace_state(tx, &state)?,
             }
             head.insert_events(tx, run, &events)?;
-            tx.execute("DELETE FROM interrupts WHERE run_id = ?1", [&head.id])
+            tx.prepare_cached("DELETE FROM interrupts WHERE run_id = ?1")
+                .map_err(backend)?
+                .execute([&head.id])
                 .map_err(backend)?;
             head.status = RunStatus::Running;
             head.save(tx)
@@ -785,29 +893,31 @@ impl Store for SqliteStore {
             let mut head = Head::open(tx, run)?;
             head.insert_events(tx, run, &events)?;
             if status.is_final() {
-                tx.execute("DELETE FROM interrupts WHERE run_id = ?1", [&head.id])
+                tx.prepare_cached("DELETE FROM interrupts WHERE run_id = ?1")
+                    .map_err(backend)?
+                    .execute([&head.id])
                     .map_err(backend)?;
             }
             if status == RunStatus::Succeeded {
                 // The output is the final state: keep it once (`state` reads it back).
-                tx.execute(
-                    "UPDATE states SET state = 'null' WHERE run_id = ?1",
-                    [&head.id],
-                )
-                .map_err(backend)?;
+                tx.prepare_cached("UPDATE states SET state = 'null' WHERE run_id = ?1")
+                    .map_err(backend)?
+                    .execute([&head.id])
+                    .map_err(backend)?;
             }
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE runs SET status = ?2, output = ?3, error = ?4, next_seq = ?5, updated_at = ?6
                  WHERE id = ?1",
-                params![
-                    head.id,
-                    status.as_str(),
-                    output.as_ref().map(to_json),
-                    error,
-                    seq(head.next_seq)?,
-                    Timestamp::now().0,
-                ],
             )
+            .map_err(backend)?
+            .execute(params![
+                head.id,
+                status.as_str(),
+                output.as_ref().map(to_json),
+                error,
+                seq(head.next_seq)?,
+                Timestamp::now().0,
+            ])
             .map_err(backend)?;
             Ok(())
         })
