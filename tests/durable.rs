@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use workflow::prelude::*;
-use workflow::store::{MemoryStore, RunRecord, RunStatus, SqliteStore, Store};
-use workflow::{RunId, idempotency_key};
+use workflow::store::{
+    CacheKey, Checkpoint, Interrupt, MemoryStore, Progress, RunRecord, RunStatus, SqliteStore,
+    StateChange, StateCheckpoint, Store, StoreFuture, Timestamp,
+};
+use workflow::{Event, EventKind, RunId, idempotency_key};
 
 /// Counts executions of each step, and the idempotency keys they saw.
 #[derive(Default)]
@@ -449,4 +452,195 @@ async fn a_crashed_run_resumes_from_postgres_on_a_new_connection() {
     assert_eq!(probe.count("combine"), 1);
     drop(durable);
     schema.remove().await;
+}
+
+/// Records which writes a durable run makes, and passes everything to an in-memory store.
+struct Writes {
+    inner: MemoryStore,
+    calls: Mutex<Vec<String>>,
+}
+
+impl Writes {
+    fn note(&self, call: impl Into<String>) {
+        self.calls.lock().unwrap().push(call.into());
+    }
+}
+
+impl Store for Writes {
+    fn create_run(&self, run: RunRecord) -> StoreFuture<'_, ()> {
+        self.note("create_run");
+        self.inner.create_run(run)
+    }
+
+    fn append_events(&self, run: RunId, events: Vec<Event>) -> StoreFuture<'_, ()> {
+        self.note("append_events");
+        self.inner.append_events(run, events)
+    }
+
+    fn checkpoint(
+        &self,
+        run: RunId,
+        checkpoints: Vec<Checkpoint>,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()> {
+        let nodes: Vec<&str> = checkpoints.iter().map(|c| c.node.as_str()).collect();
+        self.note(format!("checkpoint {}", nodes.join(" ")));
+        self.inner.checkpoint(run, checkpoints, events)
+    }
+
+    fn save_state(
+        &self,
+        run: RunId,
+        state: StateCheckpoint,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()> {
+        self.note("save_state");
+        self.inner.save_state(run, state, events)
+    }
+
+    fn state(&self, run: RunId) -> StoreFuture<'_, Option<StateCheckpoint>> {
+        self.inner.state(run)
+    }
+
+    fn history(&self, run: RunId) -> StoreFuture<'_, Vec<StateChange>> {
+        self.inner.history(run)
+    }
+
+    fn suspend(&self, run: RunId, interrupt: Interrupt, events: Vec<Event>) -> StoreFuture<'_, ()> {
+        self.note("suspend");
+        self.inner.suspend(run, interrupt, events)
+    }
+
+    fn interrupt(&self, run: RunId) -> StoreFuture<'_, Option<Interrupt>> {
+        self.inner.interrupt(run)
+    }
+
+    fn answer(
+        &self,
+        run: RunId,
+        node: String,
+        progress: Progress,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()> {
+        self.note("answer");
+        self.inner.answer(run, node, progress, events)
+    }
+
+    fn finish_run(
+        &self,
+        run: RunId,
+        status: RunStatus,
+        output: Option<serde_json::Value>,
+        error: Option<String>,
+        events: Vec<Event>,
+    ) -> StoreFuture<'_, ()> {
+        self.note("finish_run");
+        self.inner.finish_run(run, status, output, error, events)
+    }
+
+    fn finish_run_after(
+        &self,
+        run: RunId,
+        checkpoints: Vec<Checkpoint>,
+        events: Vec<Event>,
+        checkpointed: usize,
+        status: RunStatus,
+        output: Option<serde_json::Value>,
+        error: Option<String>,
+    ) -> StoreFuture<'_, ()> {
+        let nodes: Vec<&str> = checkpoints.iter().map(|c| c.node.as_str()).collect();
+        self.note(format!("finish_run_after {} ({status})", nodes.join(" ")));
+        // The events that go with the checkpoints end with their `step_succeeded`.
+        assert!(matches!(
+            events[checkpointed - 1].kind,
+            EventKind::StepSucceeded { .. }
+        ));
+        self.inner.finish_run_after(
+            run,
+            checkpoints,
+            events,
+            checkpointed,
+            status,
+            output,
+            error,
+        )
+    }
+
+    fn run(&self, run: RunId) -> StoreFuture<'_, RunRecord> {
+        self.inner.run(run)
+    }
+
+    fn runs(&self, limit: usize) -> StoreFuture<'_, Vec<RunRecord>> {
+        self.inner.runs(limit)
+    }
+
+    fn checkpoints(&self, run: RunId) -> StoreFuture<'_, Vec<Checkpoint>> {
+        self.inner.checkpoints(run)
+    }
+
+    fn events(&self, run: RunId, from: u64) -> StoreFuture<'_, Vec<Event>> {
+        self.inner.events(run, from)
+    }
+
+    fn cached(&self, key: CacheKey, now: Timestamp) -> StoreFuture<'_, Option<serde_json::Value>> {
+        self.inner.cached(key, now)
+    }
+
+    fn cache(
+        &self,
+        key: CacheKey,
+        output: serde_json::Value,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        self.inner.cache(key, output, now, expires_at)
+    }
+}
+
+/// A run's last checkpoint is written with its end, in one store call (one transaction on
+/// SQLite); every checkpoint before it is written before anything reads it.
+#[tokio::test]
+async fn a_runs_last_checkpoint_is_written_with_its_end() {
+    let writes = Arc::new(Writes {
+        inner: MemoryStore::new(),
+        calls: Mutex::new(Vec::new()),
+    });
+    let durable = Durable::with_shared_store(
+        Items::new(Probe::default()),
+        Arc::clone(&writes) as Arc<dyn Store>,
+    );
+    let handle = durable.start(4).await.expect("started");
+    let id = handle.id();
+    assert_eq!(handle.await.expect("ran"), "item-5:50");
+    let calls = writes.calls.lock().unwrap().clone();
+    assert_eq!(calls.first().map(String::as_str), Some("create_run"));
+    assert_eq!(calls[1], "checkpoint fetched");
+    // label and big, together or one after the other, then the end with combine's node.
+    let middle: Vec<&str> = calls[2..calls.len() - 1]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert!(
+        middle == ["checkpoint label big"]
+            || middle == ["checkpoint big label"]
+            || middle == ["checkpoint label", "checkpoint big"]
+            || middle == ["checkpoint big", "checkpoint label"],
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("finish_run_after combine (succeeded)")
+    );
+    let stored = writes.inner.checkpoints(id).await.expect("read");
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored[3].node, "combine");
+    assert_eq!(
+        writes.inner.run(id).await.expect("read").status,
+        RunStatus::Succeeded
+    );
+    let events = assert_gapless(&writes.inner, id).await;
+    assert!(matches!(
+        events.last().map(|e| &e.kind),
+        Some(EventKind::RunFinished { .. })
+    ));
 }

@@ -193,6 +193,76 @@ async fn conformance(store: &dyn Store) {
     states(store).await;
     interrupts(store).await;
     cache(store).await;
+    last_checkpoints_and_end(store).await;
+}
+
+/// A run's last checkpoints and its end, written together: the checkpoints come after the
+/// run's earlier ones, the events continue its log, and the run has ended.
+async fn last_checkpoints_and_end(store: &dyn Store) {
+    let run = new_run("Pipeline");
+    let id = run.id;
+    store.create_run(run).await.expect("created");
+    store
+        .checkpoint(
+            id,
+            vec![checkpoint("research", json!(1))],
+            vec![started(0, "research"), succeeded(1, "research")],
+        )
+        .await
+        .expect("checkpointed");
+    let finished = event(
+        4,
+        EventKind::RunFinished {
+            duration: Duration::from_millis(40),
+        },
+    );
+    store
+        .finish_run_after(
+            id,
+            vec![checkpoint("post", json!("p"))],
+            vec![started(2, "post"), succeeded(3, "post"), finished],
+            2,
+            RunStatus::Succeeded,
+            Some(json!("p")),
+            None,
+        )
+        .await
+        .expect("finished");
+    assert_eq!(
+        nodes(store.checkpoints(id).await.expect("read")),
+        ["research", "post"]
+    );
+    let events = store.events(id, 0).await.expect("read");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    let record = store.run(id).await.expect("read");
+    assert_eq!(record.status, RunStatus::Succeeded);
+    assert_eq!(record.output, Some(json!("p")));
+    // A gap in the log is refused, and nothing of the write stays.
+    let run = new_run("Pipeline");
+    let gap = run.id;
+    store.create_run(run).await.expect("created");
+    assert!(
+        store
+            .finish_run_after(
+                gap,
+                vec![checkpoint("post", json!("p"))],
+                vec![started(1, "post")],
+                1,
+                RunStatus::Succeeded,
+                Some(json!("p")),
+                None,
+            )
+            .await
+            .is_err()
+    );
+    assert!(store.checkpoints(gap).await.expect("read").is_empty());
+    assert_eq!(
+        store.run(gap).await.expect("read").status,
+        RunStatus::Running
+    );
 }
 
 fn key(step: &str, version: u32, input: &serde_json::Value) -> CacheKey {

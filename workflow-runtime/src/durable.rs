@@ -848,6 +848,7 @@ impl<I> DurableRun<I> {
             store: self.store,
             id: self.id,
             saved: self.log.next_seq(),
+            last: None,
         };
         let parts = Parts {
             id: self.id,

@@ -854,6 +854,10 @@ pub(crate) struct Recorder {
     pub(crate) id: RunId,
     /// The sequence number of the first event not yet stored.
     pub(crate) saved: u64,
+    /// The checkpoints of the nodes that completed last, when nothing ran after them:
+    /// stored with the run's end, in one write ([`Store::finish_run_after`]), with the
+    /// events before this sequence number.
+    pub(crate) last: Option<(Vec<Checkpoint>, u64)>,
 }
 
 impl Recorder {
@@ -864,7 +868,19 @@ impl Recorder {
         log: &EventLog,
         write: impl FnOnce(&'a dyn Store, RunId, Vec<Event>) -> StoreFuture<'a, ()>,
     ) -> Result<(), RunError> {
-        let events = log.since(self.saved);
+        self.write_until(log, u64::MAX, write).await
+    }
+
+    /// [`Recorder::write`] with the events not yet stored before sequence number `until`.
+    async fn write_until<'a>(
+        &'a mut self,
+        log: &EventLog,
+        until: u64,
+        write: impl FnOnce(&'a dyn Store, RunId, Vec<Event>) -> StoreFuture<'a, ()>,
+    ) -> Result<(), RunError> {
+        let mut events = log.since(self.saved);
+        let wanted = usize::try_from(until.saturating_sub(self.saved)).unwrap_or(usize::MAX);
+        events.truncate(wanted);
         let next = self.saved + events.len() as u64;
         write(&*self.store, self.id, events)
             .await
@@ -881,6 +897,15 @@ impl Recorder {
         result: Result<O, RunError>,
         save_output: impl FnOnce(&O) -> Result<serde_json::Value, StepError>,
     ) -> Result<O, RunError> {
+        if matches!(result, Err(RunError::Waiting { .. }))
+            && let Some((checkpoints, until)) = self.last.take()
+        {
+            // Not an end: the checkpoints go first, on their own.
+            self.write_until(log, until, |store, id, events| {
+                store.checkpoint(id, checkpoints, events)
+            })
+            .await?;
+        }
         let (status, output, error) = match &result {
             Ok(output) => match save_output(output) {
                 Ok(json) => (RunStatus::Succeeded, Some(json), None),
@@ -902,10 +927,29 @@ impl Recorder {
             Err(RunError::Cancelled) => (RunStatus::Cancelled, None, None),
             Err(error) => (RunStatus::Failed, None, Some(error.to_string())),
         };
-        self.write(log, |store, id, events| {
-            store.finish_run(id, status, output, error, events)
-        })
-        .await?;
+        match self.last.take() {
+            Some((checkpoints, until)) => {
+                let checkpointed = usize::try_from(until.saturating_sub(self.saved)).unwrap_or(0);
+                self.write(log, |store, id, events| {
+                    store.finish_run_after(
+                        id,
+                        checkpoints,
+                        events,
+                        checkpointed,
+                        status,
+                        output,
+                        error,
+                    )
+                })
+                .await?;
+            }
+            None => {
+                self.write(log, |store, id, events| {
+                    store.finish_run(id, status, output, error, events)
+                })
+                .await?;
+            }
+        }
         result
     }
 }
@@ -1195,17 +1239,27 @@ async fn settle<W: Compiled>(
         && !batch.is_empty()
     {
         let (done, checkpoints): (Vec<NodeId>, Vec<Checkpoint>) = batch.into_iter().unzip();
+        // Nothing starts before the write below: the scheduler is here until it returns.
+        for node in done {
+            nodes.done(node);
+        }
+        if failure.is_none()
+            && in_flight.len() == 0
+            && nodes.ready.is_empty()
+            && nodes.paused.is_none()
+        {
+            // The run's last checkpoints: they go with its end, in one write.
+            durable.recorder.last = Some((checkpoints, log.next_seq()));
+            return None;
+        }
         let written = durable
             .recorder
             .write(log, |store, id, events| {
                 store.checkpoint(id, checkpoints, events)
             })
             .await;
-        match written {
-            Ok(()) => done.into_iter().for_each(|node| nodes.done(node)),
-            Err(error) => {
-                failure.get_or_insert(error);
-            }
+        if let Err(error) = written {
+            failure.get_or_insert(error);
         }
     }
     failure

@@ -393,6 +393,7 @@ async fn state_task<W: CompiledStateGraph>(
         store: Arc::clone(store),
         id: claim.run,
         saved: 0,
+        last: None,
     };
     let mut durability = run::StateDurability {
         recorder: &mut recorder,

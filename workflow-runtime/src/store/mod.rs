@@ -548,6 +548,32 @@ pub trait Store: Send + Sync + 'static {
         events: Vec<Event>,
     ) -> StoreFuture<'_, ()>;
 
+    /// Records a run's last completed nodes and how it ended: [`Store::checkpoint`] of
+    /// `checkpoints` with the first `checkpointed` of `events`, then
+    /// [`Store::finish_run`] with the rest.
+    ///
+    /// The default makes the two calls one after the other; a crash between them leaves
+    /// the run as after any checkpoint (running, to resume). A store that can make them
+    /// one transaction overrides this, and a run then commits once less: the SQLite
+    /// store does.
+    #[allow(clippy::too_many_arguments)] // the two writes' arguments
+    fn finish_run_after(
+        &self,
+        run: RunId,
+        checkpoints: Vec<Checkpoint>,
+        mut events: Vec<Event>,
+        checkpointed: usize,
+        status: RunStatus,
+        output: Option<serde_json::Value>,
+        error: Option<String>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let rest = events.split_off(checkpointed.min(events.len()));
+            self.checkpoint(run, checkpoints, events).await?;
+            self.finish_run(run, status, output, error, rest).await
+        })
+    }
+
     /// A run's record.
     fn run(&self, run: RunId) -> StoreFuture<'_, RunRecord>;
 

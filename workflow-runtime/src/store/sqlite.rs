@@ -592,6 +592,47 @@ impl Head {
         Ok(())
     }
 
+    /// Ends the run (or sets its status, which [`Store::finish_run`] allows), with its
+    /// output or error, and writes the head back.
+    fn end(
+        &self,
+        tx: &Transaction<'_>,
+        status: RunStatus,
+        output: Option<&serde_json::Value>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if status.is_final() {
+            tx.prepare_cached("DELETE FROM interrupts WHERE run_id = ?1")
+                .map_err(backend)?
+                .execute([&self.id])
+                .map_err(backend)?;
+        }
+        if status == RunStatus::Succeeded {
+            // The output is the final state: keep it once (`state` reads it back).
+            tx.prepare_cached("UPDATE states SET state = 'null' WHERE run_id = ?1")
+                .map_err(backend)?
+                .execute([&self.id])
+                .map_err(backend)?;
+        }
+        tx.prepare_cached(
+            "UPDATE runs SET status = ?2, output = ?3, error = ?4, next_seq = ?5,
+                 next_position = ?6, updated_at = ?7
+             WHERE id = ?1",
+        )
+        .map_err(backend)?
+        .execute(params![
+            self.id,
+            status.as_str(),
+            output.map(to_json),
+            error,
+            seq(self.next_seq)?,
+            self.next_position,
+            Timestamp::now().0,
+        ])
+        .map_err(backend)?;
+        Ok(())
+    }
+
     /// Writes the head back: status, sequence, position, and `updated_at` (now).
     fn save(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
         tx.prepare_cached(
@@ -892,34 +933,26 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let mut head = Head::open(tx, run)?;
             head.insert_events(tx, run, &events)?;
-            if status.is_final() {
-                tx.prepare_cached("DELETE FROM interrupts WHERE run_id = ?1")
-                    .map_err(backend)?
-                    .execute([&head.id])
-                    .map_err(backend)?;
-            }
-            if status == RunStatus::Succeeded {
-                // The output is the final state: keep it once (`state` reads it back).
-                tx.prepare_cached("UPDATE states SET state = 'null' WHERE run_id = ?1")
-                    .map_err(backend)?
-                    .execute([&head.id])
-                    .map_err(backend)?;
-            }
-            tx.prepare_cached(
-                "UPDATE runs SET status = ?2, output = ?3, error = ?4, next_seq = ?5, updated_at = ?6
-                 WHERE id = ?1",
-            )
-            .map_err(backend)?
-            .execute(params![
-                head.id,
-                status.as_str(),
-                output.as_ref().map(to_json),
-                error,
-                seq(head.next_seq)?,
-                Timestamp::now().0,
-            ])
-            .map_err(backend)?;
-            Ok(())
+            head.end(tx, status, output.as_ref(), error.as_deref())
+        })
+    }
+
+    fn finish_run_after(
+        &self,
+        run: RunId,
+        checkpoints: Vec<Checkpoint>,
+        events: Vec<Event>,
+        _checkpointed: usize,
+        status: RunStatus,
+        output: Option<serde_json::Value>,
+        error: Option<String>,
+    ) -> StoreFuture<'_, ()> {
+        // One transaction: the events are one log whichever write they go with.
+        self.write(move |tx| {
+            let mut head = Head::open(tx, run)?;
+            head.insert_checkpoints(tx, run, checkpoints)?;
+            head.insert_events(tx, run, &events)?;
+            head.end(tx, status, output.as_ref(), error.as_deref())
         })
     }
 
