@@ -105,16 +105,20 @@ const MIGRATIONS: &[&str] = &[
 /// The file is in WAL mode with `synchronous = NORMAL`: a write that returned has reached
 /// the write-ahead log, so it survives the process being killed at any point; a power
 /// loss may lose the last writes but never corrupts the file or splits a transaction.
-/// Each [`Store`] method is one transaction, run by the calling worker thread on a
-/// multi-thread runtime (its other tasks move to another worker meanwhile), on tokio's
-/// blocking pool elsewhere.
+/// Each [`Store`] method is one transaction. A write that can begin at once (the file's
+/// write lock free) runs on the calling thread: tens of microseconds. One that would
+/// wait for another connection's write, and every read, runs where blocking is allowed:
+/// by the calling worker on a multi-thread runtime (its other tasks move to another
+/// worker meanwhile), on tokio's blocking pool elsewhere; it waits up to 5 seconds for
+/// the lock.
 ///
 /// Copying the log back into the database (an SQLite *checkpoint*, which waits for the
 /// disk twice) is the work of a thread of the store's own, on a connection of its own,
 /// once the log holds 1,000 pages; commits go on meanwhile. Only if the log reaches 4,000
-/// pages (16 MiB) because that thread cannot keep up does a commit checkpoint itself, as
-/// SQLite does by default at 1,000. Dropping the last clone of the store ends the thread
-/// and closes both connections, which leaves the file whole and the log removed.
+/// pages (16 MiB) because that thread cannot keep up does the next write checkpoint
+/// first, itself, as SQLite does by default at 1,000. Dropping the last clone of the store
+/// ends the thread and closes both connections, which leaves the file whole and the log
+/// removed.
 ///
 /// # Examples
 ///
