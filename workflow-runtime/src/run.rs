@@ -856,7 +856,8 @@ pub(crate) struct Recorder {
     pub(crate) saved: u64,
     /// The checkpoints of the nodes that completed last, when nothing ran after them:
     /// stored with the run's end, in one write ([`Store::finish_run_after`]), with the
-    /// events before this sequence number.
+    /// events before this sequence number. Never set for a run that pauses (`settle`
+    /// writes the checkpoints then), so the end that takes them is never a suspension.
     pub(crate) last: Option<(Vec<Checkpoint>, u64)>,
 }
 
@@ -868,19 +869,7 @@ impl Recorder {
         log: &EventLog,
         write: impl FnOnce(&'a dyn Store, RunId, Vec<Event>) -> StoreFuture<'a, ()>,
     ) -> Result<(), RunError> {
-        self.write_until(log, u64::MAX, write).await
-    }
-
-    /// [`Recorder::write`] with the events not yet stored before sequence number `until`.
-    async fn write_until<'a>(
-        &'a mut self,
-        log: &EventLog,
-        until: u64,
-        write: impl FnOnce(&'a dyn Store, RunId, Vec<Event>) -> StoreFuture<'a, ()>,
-    ) -> Result<(), RunError> {
-        let mut events = log.since(self.saved);
-        let wanted = usize::try_from(until.saturating_sub(self.saved)).unwrap_or(usize::MAX);
-        events.truncate(wanted);
+        let events = log.since(self.saved);
         let next = self.saved + events.len() as u64;
         write(&*self.store, self.id, events)
             .await
@@ -897,15 +886,6 @@ impl Recorder {
         result: Result<O, RunError>,
         save_output: impl FnOnce(&O) -> Result<serde_json::Value, StepError>,
     ) -> Result<O, RunError> {
-        if matches!(result, Err(RunError::Waiting { .. }))
-            && let Some((checkpoints, until)) = self.last.take()
-        {
-            // Not an end: the checkpoints go first, on their own.
-            self.write_until(log, until, |store, id, events| {
-                store.checkpoint(id, checkpoints, events)
-            })
-            .await?;
-        }
         let (status, output, error) = match &result {
             Ok(output) => match save_output(output) {
                 Ok(json) => (RunStatus::Succeeded, Some(json), None),
