@@ -86,7 +86,7 @@ async fn fanout_10000_tokio_single_task(x: u64) -> u64 {
 }
 
 fn fanout(c: &mut Criterion) {
-    let rt = runtime(2);
+    let rt = runtime(workers());
     shape!(
         c,
         &rt,

@@ -57,7 +57,7 @@ include!("common/rounds.rs");
 // ---- Measurements. ----
 
 fn overhead(c: &mut Criterion) {
-    let rt = runtime(2);
+    let rt = runtime(workers());
     shape!(
         c,
         &rt,

@@ -25,6 +25,15 @@ fn single_task() -> RunOptions {
     RunOptions::new().parallelism(Parallelism::SingleTask)
 }
 
+/// The worker threads of the runtime the shapes run on: 2, or `WORKFLOW_BENCH_WORKERS` (to
+/// see, for example, what a step costs where no thread waits for another).
+fn workers() -> usize {
+    std::env::var("WORKFLOW_BENCH_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2)
+}
+
 fn runtime(workers: usize) -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
