@@ -15,18 +15,17 @@ use serde_json::Value;
 
 use crate::events::{EventKind, EventLog};
 use crate::graph::{Graph, NodeDef, NodeId, Source};
+use crate::private::Nodes;
 use crate::step::StepError;
 use crate::store::{CacheKey, Store, Timestamp};
 
-/// What a durable dataflow run needs to reuse cached outputs: its store, its input as
-/// stored, and how to move node outputs to and from JSON.
-pub(crate) struct NodeCache<R> {
+/// What a durable dataflow run needs to reuse cached outputs: its store and its input as
+/// stored (its nodes move their outputs to and from JSON).
+pub(crate) struct NodeCache {
     pub(crate) store: Arc<dyn Store>,
     /// The workflow's input, as stored with the run: the one input's value, or an array
     /// of the inputs.
     pub(crate) input: Value,
-    pub(crate) save: fn(&R, NodeId) -> Result<Value, StepError>,
-    pub(crate) restore: fn(&R, NodeId, Value) -> Result<(), StepError>,
 }
 
 /// A node's cache entry: where it is kept and how long it lives.
@@ -35,10 +34,10 @@ pub(crate) struct Entry {
     ttl: Duration,
 }
 
-impl<R> NodeCache<R> {
+impl NodeCache {
     /// The cache entry of `def` in this run, if the node is cached: its key is made from
     /// its arguments (the run's inputs and the outputs of the nodes it reads).
-    pub(crate) fn entry(&self, graph: &Graph, def: &NodeDef, run: &R) -> Option<Entry> {
+    pub(crate) fn entry(&self, graph: &Graph, def: &NodeDef, run: &dyn Nodes) -> Option<Entry> {
         let ttl = def.policy.cache.filter(|_| !def.pause)?;
         let args: Result<Vec<Value>, StepError> = def
             .inputs
@@ -46,7 +45,7 @@ impl<R> NodeCache<R> {
             .map(|&source| match source {
                 Source::Input(_) if graph.inputs.len() == 1 => Ok(self.input.clone()),
                 Source::Input(index) => Ok(self.input.get(index).cloned().unwrap_or(Value::Null)),
-                Source::Node(dep) => match (self.save)(run, dep) {
+                Source::Node(dep) => match run.save(dep) {
                     Ok(value) => Ok(value),
                     // Read with `.ok()`, and skipped: the step gets `None`.
                     Err(_) if def.optional.contains(&dep) => Ok(Value::Null),
@@ -74,7 +73,7 @@ impl<R> NodeCache<R> {
     pub(crate) async fn lookup(
         &self,
         entry: &Entry,
-        run: &R,
+        run: &dyn Nodes,
         node: NodeId,
         def: &NodeDef,
         log: &EventLog,
@@ -82,7 +81,7 @@ impl<R> NodeCache<R> {
         let Some(output) = cached(&*self.store, entry, def).await else {
             return false;
         };
-        if let Err(error) = (self.restore)(run, node, output) {
+        if let Err(error) = run.restore(node, output) {
             tracing::warn!(node = def.name, %error, "cache entry ignored: it does not decode");
             return false;
         }
@@ -93,8 +92,8 @@ impl<R> NodeCache<R> {
     }
 
     /// Keeps the output of a node that just succeeded under its entry.
-    pub(crate) async fn keep(&self, entry: Entry, run: &R, node: NodeId, def: &NodeDef) {
-        match (self.save)(run, node) {
+    pub(crate) async fn keep(&self, entry: Entry, run: &dyn Nodes, node: NodeId, def: &NodeDef) {
+        match run.save(node) {
             Ok(output) => keep(&*self.store, entry, output, def).await,
             Err(error) => {
                 tracing::warn!(node = def.name, %error, "not cached: the output does not serialize");

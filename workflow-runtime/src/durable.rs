@@ -17,7 +17,7 @@ use crate::cache::NodeCache;
 use crate::events::EventKind;
 use crate::events::EventLog;
 use crate::graph::Target;
-use crate::private::{Compiled, CompiledStateGraph, Persist, PersistNodes};
+use crate::private::{Compiled, CompiledStateGraph, Persist, PersistNodes, Typed};
 use crate::run::{
     self, Durability, Recorder, RunError, RunHandle, RunId, RunOptions, StateDurability, Walk,
 };
@@ -1087,19 +1087,17 @@ pub fn drive_dataflow<W: Compiled + PersistNodes>(
         let cache = NodeCache {
             store: Arc::clone(&recorder.store),
             input: input_json,
-            save: W::save_node,
-            restore: W::restore_node,
         };
         let durability = Durability {
             recorder: &mut recorder,
-            save: W::save_node,
             restored,
             resumed,
             cache: Arc::new(cache),
         };
+        let nodes = Arc::new(Typed::<W>::persisted(Arc::clone(&state)));
         let result = run::drive::<W>(
             id,
-            state,
+            (state, nodes),
             options,
             Arc::clone(&log),
             cancel,

@@ -50,6 +50,82 @@ pub trait Compiled: Workflow {
     }
 }
 
+/// One run's nodes, with its workflow's types erased: all that the dataflow scheduler
+/// needs of a run. The scheduler (readiness, step tasks, attempts, retries, failure
+/// policies, checkpoints) takes an `Arc<dyn Nodes>` and is compiled once, in this crate,
+/// instead of once for every workflow of a program; what each workflow adds to a build is
+/// its own glue and this trait's few methods.
+pub(crate) trait Nodes: Send + Sync + 'static {
+    /// One attempt of `node` (see [`Compiled::node`]).
+    fn node(&self, node: NodeId) -> NodeFuture<'_>;
+
+    /// One attempt of `node`'s fallback (see [`Compiled::fallback`]).
+    fn fallback(&self, node: NodeId) -> NodeFuture<'_>;
+
+    /// The output of a completed node, as JSON (see [`PersistNodes::save_node`]); for a
+    /// run that keeps nothing, an error.
+    fn save(&self, node: NodeId) -> Result<serde_json::Value, Error>;
+
+    /// Fills a node's slot from JSON (see [`PersistNodes::restore_node`]); for a run that
+    /// keeps nothing, an error.
+    fn restore(&self, node: NodeId, value: serde_json::Value) -> Result<(), Error>;
+}
+
+/// How a durable run's node outputs move to and from JSON ([`PersistNodes`]).
+type NodeCodec<R> = (
+    fn(&R, NodeId) -> Result<serde_json::Value, Error>,
+    fn(&R, NodeId, serde_json::Value) -> Result<(), Error>,
+);
+
+/// The [`Nodes`] of one run of workflow `W`.
+pub(crate) struct Typed<W: Compiled> {
+    run: Arc<W::Run>,
+    /// `None` for a run that keeps nothing in a store.
+    codec: Option<NodeCodec<W::Run>>,
+}
+
+impl<W: Compiled> Typed<W> {
+    /// The nodes of a run that keeps nothing in a store.
+    pub(crate) fn plain(run: Arc<W::Run>) -> Self {
+        Self { run, codec: None }
+    }
+
+    /// The nodes of a durable run, whose outputs move to and from JSON.
+    pub(crate) fn persisted(run: Arc<W::Run>) -> Self
+    where
+        W: PersistNodes,
+    {
+        Self {
+            run,
+            codec: Some((W::save_node, W::restore_node)),
+        }
+    }
+
+    fn codec(&self) -> Result<&NodeCodec<W::Run>, Error> {
+        self.codec
+            .as_ref()
+            .ok_or_else(|| Error::msg("internal error: this run keeps nothing in a store"))
+    }
+}
+
+impl<W: Compiled> Nodes for Typed<W> {
+    fn node(&self, node: NodeId) -> NodeFuture<'_> {
+        W::node(&self.run, node)
+    }
+
+    fn fallback(&self, node: NodeId) -> NodeFuture<'_> {
+        W::fallback(&self.run, node)
+    }
+
+    fn save(&self, node: NodeId) -> Result<serde_json::Value, Error> {
+        (self.codec()?.0)(&self.run, node)
+    }
+
+    fn restore(&self, node: NodeId, value: serde_json::Value) -> Result<(), Error> {
+        (self.codec()?.1)(&self.run, node, value)
+    }
+}
+
 /// The future of one attempt of one node of a state graph: the state goes in, and comes
 /// back out with the index of the route arm taken (0 for a node with a plain edge).
 pub type StateFuture<S> = Pin<Box<dyn Future<Output = Result<(S, usize), Error>> + Send + 'static>>;

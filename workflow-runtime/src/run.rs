@@ -27,7 +27,7 @@ use crate::cache::{self, NodeCache};
 use crate::events::{Event, EventKind, EventLog, EventStream};
 use crate::graph::{Graph, Next, NodeDef, NodeId, StateGraphDef, Target};
 use crate::policy::{OnFailure, Policy};
-use crate::private::{Compiled, CompiledStateGraph, StateFuture};
+use crate::private::{Compiled, CompiledStateGraph, Nodes, StateFuture, Typed};
 use crate::step::{ErrorKind, StepError};
 use crate::store::{
     Checkpoint, Interrupt, RunStatus, StateCheckpoint, Statement, Store, StoreError, StoreFuture,
@@ -697,9 +697,11 @@ pub(crate) async fn run<W: Compiled>(
     input: W::Input,
 ) -> Result<W::Output, RunError> {
     let id = RunId::new();
+    let run = Arc::new(W::new_run(ctx, input));
+    let nodes = Arc::new(Typed::<W>::plain(Arc::clone(&run)));
     drive::<W>(
         id,
-        Arc::new(W::new_run(ctx, input)),
+        (run, nodes),
         options,
         run_log(id),
         Canceller::default(),
@@ -738,8 +740,9 @@ pub(crate) fn start<W: Compiled>(
     input: W::Input,
 ) -> RunHandle<W::Output> {
     let run = Arc::new(W::new_run(Arc::clone(ctx), input));
+    let nodes = Arc::new(Typed::<W>::plain(Arc::clone(&run)));
     let options = options.clone();
-    spawn(|id, log, cancel| drive::<W>(id, run, options, log, cancel, None))
+    spawn(|id, log, cancel| drive::<W>(id, (run, nodes), options, log, cancel, None))
 }
 
 /// Starts a state graph in a new tokio task.
@@ -936,14 +939,13 @@ impl Recorder {
 
 /// What a dataflow run needs to be durable: its recorder, how to serialize a node's
 /// output, and which nodes were restored from their checkpoints.
-pub(crate) struct Durability<'a, R> {
+pub(crate) struct Durability<'a> {
     pub(crate) recorder: &'a mut Recorder,
-    pub(crate) save: fn(&R, NodeId) -> Result<serde_json::Value, StepError>,
     pub(crate) restored: Vec<bool>,
     /// Whether the run is taken up again from its store.
     pub(crate) resumed: bool,
     /// Where cached nodes look for and keep their outputs.
-    pub(crate) cache: Arc<NodeCache<R>>,
+    pub(crate) cache: Arc<NodeCache>,
 }
 
 /// The steps in flight of one run.
@@ -1022,120 +1024,136 @@ impl<F: Future<Output = Completion> + Send + 'static> InFlight<F> {
 
 /// Drives a dataflow run. The run's slots come in an `Arc` already: a large graph's slots
 /// would otherwise make every future that holds this one that large.
+///
+/// `run` is the run's state twice: typed, for its output, and as the nodes the scheduler
+/// drives (which hold the other reference, dropped before the output is taken).
 pub(crate) async fn drive<W: Compiled>(
     id: RunId,
-    run: Arc<W::Run>,
+    (run, nodes): (Arc<W::Run>, Arc<dyn Nodes>),
     options: RunOptions,
     log: Arc<EventLog>,
     cancel: Canceller,
-    durable: Option<Durability<'_, W::Run>>,
+    durable: Option<Durability<'_>>,
 ) -> Result<W::Output, RunError> {
     let graph = W::graph();
     let span = run_span(graph, id);
-    let result = drive_graph::<W>(graph, run, options, log, cancel, durable)
+    let ended = drive_graph(graph, nodes, options, Arc::clone(&log), cancel, durable)
         .instrument(span.clone())
         .await;
+    let result = ended.and_then(|paused| output::<W>(graph, run, paused, &log));
     span.record("outcome", outcome(&result));
     result
 }
 
-async fn drive_graph<W: Compiled>(
+/// The scheduler of a dataflow run: runs its nodes until every one has ended, one fails
+/// the run, or it is stopped. Returns the first node that paused, if one did; the run's
+/// output is then what its nodes' slots hold ([`output`]).
+///
+/// Boxed, and not generic: the scheduler's code is made once, in this crate. (An `async
+/// fn` that only generic code awaits would be compiled again in every crate that
+/// instantiates that code, for every workflow.)
+fn drive_graph<'a>(
     graph: &'static Graph,
-    run: Arc<W::Run>,
+    run: Arc<dyn Nodes>,
     options: RunOptions,
     log: Arc<EventLog>,
     cancel: Canceller,
-    mut durable: Option<Durability<'_, W::Run>>,
-) -> Result<W::Output, RunError> {
-    if durable.is_none() && lanes::applies(&options) {
-        let deadline = Deadline::new(options.deadline);
-        return lanes::drive::<W>(graph, run, options.run_seed(), log, cancel, deadline).await;
-    }
-    let restored = durable.as_ref().map_or(&[][..], |d| d.restored.as_slice());
-    let mut nodes = Readiness::new(graph, restored);
-    if durable.as_ref().is_some_and(|d| d.resumed) {
-        let count = restored.iter().filter(|&&done| done).count();
-        log.emit(EventKind::RunResumed {
-            workflow: graph.name.into(),
-            restored: u32::try_from(count).unwrap_or(u32::MAX),
-        });
-    } else {
-        log.emit(EventKind::RunStarted {
-            workflow: graph.name.into(),
-        });
-    }
-    let limit = options
-        .max_concurrency
-        .map_or(usize::MAX, NonZeroUsize::get);
-    let mut in_flight = InFlight::new(options.parallelism);
-    let seed = options.run_seed();
-    let is_durable = durable.is_some();
-    let cache = durable.as_ref().map(|d| Arc::clone(&d.cache));
-    let mut deadline = Deadline::new(options.deadline);
-    loop {
-        while in_flight.len() < limit {
-            let Some(node) = nodes.ready.pop_front() else {
+    mut durable: Option<Durability<'a>>,
+) -> Pin<Box<dyn Future<Output = Result<Paused, RunError>> + Send + 'a>> {
+    Box::pin(async move {
+        if durable.is_none() && lanes::applies(&options) {
+            let deadline = Deadline::new(options.deadline);
+            return lanes::drive(graph, run, options.run_seed(), log, cancel, deadline).await;
+        }
+        let restored = durable.as_ref().map_or(&[][..], |d| d.restored.as_slice());
+        let mut nodes = Readiness::new(graph, restored);
+        if durable.as_ref().is_some_and(|d| d.resumed) {
+            let count = restored.iter().filter(|&&done| done).count();
+            log.emit(EventKind::RunResumed {
+                workflow: graph.name.into(),
+                restored: u32::try_from(count).unwrap_or(u32::MAX),
+            });
+        } else {
+            log.emit(EventKind::RunStarted {
+                workflow: graph.name.into(),
+            });
+        }
+        let limit = options
+            .max_concurrency
+            .map_or(usize::MAX, NonZeroUsize::get);
+        let mut in_flight = InFlight::new(options.parallelism);
+        let seed = options.run_seed();
+        let is_durable = durable.is_some();
+        let cache = durable.as_ref().map(|d| Arc::clone(&d.cache));
+        let mut deadline = Deadline::new(options.deadline);
+        loop {
+            while in_flight.len() < limit {
+                let Some(node) = nodes.ready.pop_front() else {
+                    break;
+                };
+                let only = in_flight.len() == 0 && nodes.ready.is_empty();
+                let step = node_attempts(
+                    Arc::clone(&run),
+                    graph,
+                    node,
+                    Arc::clone(&log),
+                    (seed, is_durable),
+                    cache.clone(),
+                );
+                // A step task's spans are children of the run's span, on whichever thread.
+                in_flight.push(step.instrument(tracing::Span::current()), only);
+            }
+            if in_flight.len() == 0 {
                 break;
+            }
+            let completion = tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    in_flight.shutdown().await;
+                    log.emit(EventKind::RunCancelled { duration: log.elapsed() });
+                    return Err(RunError::Cancelled);
+                }
+                error = deadline.expired() => {
+                    in_flight.shutdown().await;
+                    log.emit(EventKind::RunFailed {
+                        node: "".into(),
+                        error: error.to_string(),
+                        duration: log.elapsed(),
+                    });
+                    return Err(error);
+                }
+                completion = in_flight.next() => completion,
             };
-            let only = in_flight.len() == 0 && nodes.ready.is_empty();
-            let step = node_attempts::<W>(
-                Arc::clone(&run),
+            let failure = settle(
                 graph,
-                node,
-                Arc::clone(&log),
-                (seed, is_durable),
-                cache.clone(),
-            );
-            // A step task's spans are children of the run's span, on whichever thread.
-            in_flight.push(step.instrument(tracing::Span::current()), only);
+                &*run,
+                completion,
+                &mut in_flight,
+                &mut nodes,
+                &log,
+                durable.as_mut(),
+            )
+            .await;
+            let Some(failure) = failure else {
+                continue;
+            };
+            in_flight.shutdown().await;
+            emit_failure(&log, &failure);
+            return Err(failure);
         }
-        if in_flight.len() == 0 {
-            break;
-        }
-        let completion = tokio::select! {
-            biased;
-            () = cancel.cancelled() => {
-                in_flight.shutdown().await;
-                log.emit(EventKind::RunCancelled { duration: log.elapsed() });
-                return Err(RunError::Cancelled);
-            }
-            error = deadline.expired() => {
-                in_flight.shutdown().await;
-                log.emit(EventKind::RunFailed {
-                    node: "".into(),
-                    error: error.to_string(),
-                    duration: log.elapsed(),
-                });
-                return Err(error);
-            }
-            completion = in_flight.next() => completion,
-        };
-        let failure = settle::<W>(
-            graph,
-            &run,
-            completion,
-            &mut in_flight,
-            &mut nodes,
-            &log,
-            durable.as_mut(),
-        )
-        .await;
-        let Some(failure) = failure else {
-            continue;
-        };
-        in_flight.shutdown().await;
-        emit_failure(&log, &failure);
-        return Err(failure);
-    }
-    drop(in_flight);
-    output::<W>(graph, run, nodes.paused, &log)
+        drop(in_flight);
+        Ok(nodes.paused)
+    })
 }
+
+/// The node of a run that paused (the first one), with its request.
+pub(crate) type Paused = Option<(NodeId, serde_json::Value)>;
 
 /// The end of a dataflow run whose steps all ended: its output, or its pause.
 fn output<W: Compiled>(
     graph: &'static Graph,
     run: Arc<W::Run>,
-    paused: Option<(NodeId, serde_json::Value)>,
+    paused: Paused,
     log: &EventLog,
 ) -> Result<W::Output, RunError> {
     if let Some((node, request)) = paused {
@@ -1166,14 +1184,14 @@ fn output<W: Compiled>(
 /// their dependents ready, skips what their policies skip, and in a durable run stores
 /// their checkpoints in one transaction before anything depends on them. Returns the
 /// error that fails the run, if any.
-async fn settle<W: Compiled>(
+async fn settle(
     graph: &'static Graph,
-    run: &Arc<W::Run>,
+    run: &dyn Nodes,
     completion: Option<Result<Completion, RunError>>,
     in_flight: &mut InFlight<impl Future<Output = Completion> + Send + 'static>,
     nodes: &mut Readiness,
     log: &EventLog,
-    mut durable: Option<&mut Durability<'_, W::Run>>,
+    mut durable: Option<&mut Durability<'_>>,
 ) -> Option<RunError> {
     let mut failure = None;
     let mut batch = Vec::new();
@@ -1187,7 +1205,7 @@ async fn settle<W: Compiled>(
         }
         match completion {
             Some(Ok((node, Ok(Finished::Done(done))))) => match &durable {
-                Some(durable) => match checkpoint(graph, &**run, node, done, durable.save, log) {
+                Some(_) => match checkpoint(graph, run, node, done, log) {
                     Ok(checkpoint) => batch.push((node, checkpoint)),
                     Err(error) => {
                         failure.get_or_insert(error);
@@ -1247,16 +1265,15 @@ async fn settle<W: Compiled>(
 
 /// The checkpoint of a node that completed in a durable run; emits its `step_succeeded`
 /// event, which the checkpoint's transaction stores.
-fn checkpoint<R>(
+fn checkpoint(
     graph: &'static Graph,
-    run: &R,
+    run: &dyn Nodes,
     node: NodeId,
     done: Done,
-    save: fn(&R, NodeId) -> Result<serde_json::Value, StepError>,
     log: &EventLog,
 ) -> Result<Checkpoint, RunError> {
     let def = graph.node(node);
-    let output = save(run, node).map_err(|source| RunError::Step {
+    let output = run.save(node).map_err(|source| RunError::Step {
         node: def.name,
         step: def.step,
         source,
@@ -1393,29 +1410,33 @@ pub(crate) enum NodeOutcome {
 
 /// Runs one node of a durable dataflow run whose inputs are in `run` already (a worker's
 /// task): its attempts and failure policy, as in a run driven by one process.
-pub(crate) async fn one_node<W: Compiled>(
-    run: Arc<W::Run>,
+///
+/// Boxed, and not generic, as [`drive_graph`] is: compiled once, in this crate.
+pub(crate) fn one_node(
+    graph: &'static Graph,
+    run: Arc<dyn Nodes>,
     node: NodeId,
     log: Arc<EventLog>,
     seed: u64,
-    cache: Arc<NodeCache<W::Run>>,
-) -> NodeOutcome {
-    let graph = W::graph();
-    let (_, finished) =
-        node_attempts::<W>(&run, graph, node, &log, (seed, true), Some(&cache)).await;
-    match finished {
-        Ok(Finished::Done(done)) => match checkpoint(graph, &*run, node, done, cache.save, &log) {
-            Ok(checkpoint) => NodeOutcome::Done(checkpoint),
-            Err(error) => NodeOutcome::Failed(error),
-        },
-        Ok(Finished::Skipped) => NodeOutcome::Skipped,
-        Ok(Finished::Paused(request)) => NodeOutcome::Paused(request),
-        Err((step, source)) => NodeOutcome::Failed(RunError::Step {
-            node: graph.node(node).name,
-            step,
-            source,
-        }),
-    }
+    cache: Arc<NodeCache>,
+) -> Pin<Box<dyn Future<Output = NodeOutcome> + Send>> {
+    Box::pin(async move {
+        let (_, finished) =
+            node_attempts(&run, graph, node, &log, (seed, true), Some(&cache)).await;
+        match finished {
+            Ok(Finished::Done(done)) => match checkpoint(graph, &*run, node, done, &log) {
+                Ok(checkpoint) => NodeOutcome::Done(checkpoint),
+                Err(error) => NodeOutcome::Failed(error),
+            },
+            Ok(Finished::Skipped) => NodeOutcome::Skipped,
+            Ok(Finished::Paused(request)) => NodeOutcome::Paused(request),
+            Err((step, source)) => NodeOutcome::Failed(RunError::Step {
+                node: graph.node(node).name,
+                step,
+                source,
+            }),
+        }
+    })
 }
 
 /// Emits the `run_failed` event of a run that `error` ends, as a run driven by one process
@@ -1444,22 +1465,22 @@ pub(crate) fn emit_failure(log: &EventLog, error: &RunError) {
     clippy::manual_async_fn,
     reason = "an `async fn` future holds its arguments twice (rust-lang/rust#62958)"
 )]
-fn node_attempts<W: Compiled>(
-    run: impl Borrow<Arc<W::Run>>,
+fn node_attempts(
+    run: impl Borrow<Arc<dyn Nodes>>,
     graph: &'static Graph,
     node: NodeId,
     log: impl Borrow<Arc<EventLog>>,
     (seed, durable): (u64, bool),
-    cache: Option<impl Borrow<Arc<NodeCache<W::Run>>>>,
+    cache: Option<impl Borrow<Arc<NodeCache>>>,
 ) -> impl Future<Output = Completion> {
     async move {
-        let (run, log) = (run.borrow(), log.borrow());
+        let (run, log) = (&**run.borrow(), log.borrow());
         if durable || cache.is_some() {
             // Boxed: a run in memory (the common case, and the one where a step's overhead
             // shows) should not carry a store's state in every step's task. A stored step
             // costs a checkpoint; one more allocation is nothing beside it.
             let cache = cache.as_ref().map(Borrow::borrow);
-            return Box::pin(kept_node_attempts::<W>(
+            return Box::pin(kept_node_attempts(
                 run,
                 graph,
                 node,
@@ -1475,7 +1496,7 @@ fn node_attempts<W: Compiled>(
             (log, None),
             (seed, node.0 as u64),
             true,
-            |_| W::node(run, node),
+            |_| run.node(node),
         )
         .await;
         let done = |made: u32, _: Option<(u32, Duration)>| {
@@ -1490,7 +1511,7 @@ fn node_attempts<W: Compiled>(
             Ok(()) => return (node, Ok(done(made, None))),
             Err(error) => error,
         };
-        let outcome = Box::pin(fail_over::<W>(
+        let outcome = Box::pin(fail_over(
             run,
             def,
             node,
@@ -1507,13 +1528,13 @@ fn node_attempts<W: Compiled>(
 
 /// [`node_attempts`] in a run with a store: the cache first, and `step_succeeded` left to
 /// the node's checkpoint when `durable`.
-async fn kept_node_attempts<W: Compiled>(
-    run: &Arc<W::Run>,
+async fn kept_node_attempts(
+    run: &dyn Nodes,
     graph: &'static Graph,
     node: NodeId,
     log: &Arc<EventLog>,
     (seed, durable): (u64, bool),
-    cache: Option<&Arc<NodeCache<W::Run>>>,
+    cache: Option<&Arc<NodeCache>>,
 ) -> Completion {
     let def = graph.node(node);
     let jitter = (seed, node.0 as u64);
@@ -1533,7 +1554,7 @@ async fn kept_node_attempts<W: Compiled>(
     };
     // The cache's and the failure policies' futures are boxed, and made only when they
     // are needed.
-    let cached = cache.and_then(|cache| Some((cache.entry(graph, def, &**run)?, cache)));
+    let cached = cache.and_then(|cache| Some((cache.entry(graph, def, run)?, cache)));
     if let Some((entry, cache)) = &cached
         && Box::pin(cache.lookup(entry, run, node, def, log)).await
     {
@@ -1544,7 +1565,7 @@ async fn kept_node_attempts<W: Compiled>(
         (log, writes.as_ref()),
         jitter,
         !durable,
-        |_| W::node(run, node),
+        |_| run.node(node),
     )
     .await;
     let Err(error) = result else {
@@ -1553,7 +1574,7 @@ async fn kept_node_attempts<W: Compiled>(
         }
         return (node, Ok(done(made, Some((made, duration)))));
     };
-    let outcome = Box::pin(fail_over::<W>(
+    let outcome = Box::pin(fail_over(
         run,
         def,
         node,
@@ -1570,8 +1591,8 @@ async fn kept_node_attempts<W: Compiled>(
 /// What a node's failure policy makes of its failed attempts (`made` of them, the last
 /// failing with `error`); an attempt that asked for a pause pauses the node instead.
 #[allow(clippy::too_many_arguments)] // the parts of `node_attempts` it goes on with
-async fn fail_over<W: Compiled>(
-    run: &Arc<W::Run>,
+async fn fail_over(
+    run: &dyn Nodes,
     def: &'static NodeDef,
     node: NodeId,
     (log, writes): (&Arc<EventLog>, Option<&Writes>),
@@ -1592,7 +1613,7 @@ async fn fail_over<W: Compiled>(
                 node: def.name.into(),
                 step: None,
             });
-            W::fallback(run, node)
+            run.fallback(node)
                 .await
                 .map(|()| done(made, None))
                 .map_err(|error| (def.step, error))
@@ -1612,7 +1633,7 @@ async fn fail_over<W: Compiled>(
             let jitter = (seed, jitter.1 | 1 << 63);
             let (result, more, duration) =
                 attempts(fallback, (log, writes), jitter, !durable, |_| {
-                    W::fallback(run, node)
+                    run.fallback(node)
                 })
                 .await;
             result

@@ -70,7 +70,7 @@ use crate::cache::NodeCache;
 use crate::durable::{Durable, DynDurable};
 use crate::events::{EventKind, EventLog};
 use crate::graph::{Graph, NodeId, Target};
-use crate::private::{Compiled, CompiledStateGraph, Persist, PersistNodes};
+use crate::private::{Compiled, CompiledStateGraph, Persist, PersistNodes, Typed};
 
 use crate::run::{self, NodeOutcome, RunError, RunOptions};
 use crate::step::StepError;
@@ -250,8 +250,6 @@ pub fn work_dataflow<W: Compiled + PersistNodes>(
                         let cache = Arc::new(NodeCache {
                             store: Arc::clone(&store),
                             input: input_json,
-                            save: W::save_node,
-                            restore: W::restore_node,
                         });
                         let span = tracing::info_span!(
                             "workflow.task",
@@ -261,8 +259,9 @@ pub fn work_dataflow<W: Compiled + PersistNodes>(
                             claims = claim.claims,
                         );
                         let outcome = tracing::Instrument::instrument(
-                            run::one_node::<W>(
-                                Arc::new(run),
+                            run::one_node(
+                                graph,
+                                Arc::new(Typed::<W>::persisted(Arc::new(run))),
                                 node,
                                 Arc::clone(&log),
                                 options.run_seed(),

@@ -19,17 +19,17 @@ use tokio::task::AbortHandle;
 use tracing::Instrument as _;
 
 use super::{
-    Canceller, Completion, Deadline, Finished, RunError, emit_failure, node_attempts, output,
+    Canceller, Completion, Deadline, Finished, Paused, RunError, emit_failure, node_attempts,
     skip_downstream,
 };
 use crate::cache::NodeCache;
 use crate::events::{EventKind, EventLog};
 use crate::graph::{Graph, NodeId};
-use crate::private::Compiled;
+use crate::private::Nodes;
 
 /// What the steps of one run share.
-struct Lanes<W: Compiled> {
-    run: Arc<W::Run>,
+struct Lanes {
+    run: Arc<dyn Nodes>,
     graph: &'static Graph,
     log: Arc<EventLog>,
     seed: u64,
@@ -96,22 +96,22 @@ impl Ended {
 
 /// One step task's place in the count of live tasks: counted in when the task is made, out
 /// when it is dropped, whether it ended, was aborted or was never polled.
-struct Lane<W: Compiled> {
-    lanes: Option<Arc<Lanes<W>>>,
+struct Lane {
+    lanes: Option<Arc<Lanes>>,
     /// The node the task started with (whose `tasks` entry holds its abort handle).
     start: NodeId,
     /// Whether the task ran to its end (any other drop of a run not stopped is a panic).
     finished: bool,
 }
 
-impl<W: Compiled> Lane<W> {
+impl Lane {
     /// Marks the task as having run to its end.
     fn finish(&mut self) {
         self.finished = true;
     }
 }
 
-impl<W: Compiled> Drop for Lane<W> {
+impl Drop for Lane {
     fn drop(&mut self) {
         let Some(lanes) = self.lanes.take() else {
             return;
@@ -133,9 +133,9 @@ impl<W: Compiled> Drop for Lane<W> {
     }
 }
 
-impl<W: Compiled> Lanes<W> {
+impl Lanes {
     /// The shared part of a new run.
-    fn new(graph: &'static Graph, run: Arc<W::Run>, seed: u64, log: Arc<EventLog>) -> Self {
+    fn new(graph: &'static Graph, run: Arc<dyn Nodes>, seed: u64, log: Arc<EventLog>) -> Self {
         Self {
             run,
             graph,
@@ -169,7 +169,7 @@ impl<W: Compiled> Lanes<W> {
     }
 
     /// A lane for a task that starts with `node`, counted in.
-    fn lane(self: &Arc<Self>, start: NodeId) -> Lane<W> {
+    fn lane(self: &Arc<Self>, start: NodeId) -> Lane {
         self.ended.live.fetch_add(1, Ordering::AcqRel);
         Lane {
             lanes: Some(Arc::clone(self)),
@@ -293,19 +293,19 @@ impl<W: Compiled> Lanes<W> {
     clippy::manual_async_fn,
     reason = "an `async fn` future holds its arguments twice (rust-lang/rust#62958)"
 )]
-fn run_lane<W: Compiled>(mut lane: Lane<W>, node: NodeId) -> impl Future<Output = ()> + Send {
+fn run_lane(mut lane: Lane, node: NodeId) -> impl Future<Output = ()> + Send {
     async move {
         // Borrowed from the lane, not cloned: once the lane is dropped, this task holds
         // nothing of the run.
         if let Some(lanes) = lane.lanes.as_ref() {
             let attempts = |node| {
-                node_attempts::<W>(
+                node_attempts(
                     &lanes.run,
                     lanes.graph,
                     node,
                     &lanes.log,
                     (lanes.seed, false),
-                    None::<&Arc<NodeCache<W::Run>>>,
+                    None::<&Arc<NodeCache>>,
                 )
             };
             // The attempts' state lives in one box per task, which each node the task goes
@@ -333,15 +333,15 @@ pub(super) fn applies(options: &super::RunOptions) -> bool {
 /// Drives a run that keeps nothing in a store, with a task per step and no concurrency
 /// limit. The first root runs in the run's own task (a chain then never spawns); the
 /// other roots get tasks.
-pub(super) async fn drive<W: Compiled>(
+pub(super) async fn drive(
     graph: &'static Graph,
-    run: Arc<W::Run>,
+    run: Arc<dyn Nodes>,
     seed: u64,
     log: Arc<EventLog>,
     cancel: Canceller,
     mut deadline: Deadline,
-) -> Result<W::Output, RunError> {
-    let lanes = Arc::new(Lanes::<W>::new(graph, run, seed, Arc::clone(&log)));
+) -> Result<Paused, RunError> {
+    let lanes = Arc::new(Lanes::new(graph, run, seed, Arc::clone(&log)));
     // Its start and end, and each step's start and end when nothing fails.
     log.reserve(2 + 2 * graph.nodes.len());
     log.emit(EventKind::RunStarted {
@@ -397,16 +397,17 @@ pub(super) async fn drive<W: Compiled>(
         inline.set(None);
         ended.drained().await;
     }
-    end::<W>(lanes, stopped, &log).await
+    end(lanes, stopped, &log).await
 }
 
 /// The end of a run whose step tasks have all been dropped: how the run's task stopped it
-/// (`stopped`: cancelled, or past its deadline), how a step failed it, or its output.
-async fn end<W: Compiled>(
-    mut lanes: Arc<Lanes<W>>,
+/// (`stopped`: cancelled, or past its deadline), how a step failed it, or the node that
+/// paused it, if one did (its output is then in its nodes' slots).
+async fn end(
+    mut lanes: Arc<Lanes>,
     stopped: Option<RunError>,
     log: &EventLog,
-) -> Result<W::Output, RunError> {
+) -> Result<Paused, RunError> {
     let lanes = loop {
         match Arc::try_unwrap(lanes) {
             Ok(lanes) => break lanes,
@@ -438,5 +439,5 @@ async fn end<W: Compiled>(
         emit_failure(log, &failure);
         return Err(failure);
     }
-    output::<W>(lanes.graph, lanes.run, control.paused, log)
+    Ok(control.paused)
 }
