@@ -373,12 +373,16 @@ fn companion(func: &ItemFn, options: &StepOptions, errors: &mut Errors) -> Optio
     let assert_output = {
         // A state step's return value is only matched on; its state is what is kept
         // (and a pause's answer, which is stored).
-        let (ty, span) = match &state_ty {
-            Some(state) if !pause => (state, state.span()),
-            _ => (&output_ty, output_span),
+        let (ty, span, check) = match &state_ty {
+            Some(state) if !pause => (state, state.span(), quote!(#private::assert_step_state)),
+            _ => (
+                &output_ty,
+                output_span,
+                quote!(#private::assert_step_output),
+            ),
         };
         let ty = respan(ty.to_token_stream(), span);
-        let check = respan(quote!(#private::assert_step_output), span);
+        let check = respan(check, span);
         quote_spanned! {span=>
             const _: () = #check::<#ty>();
         }

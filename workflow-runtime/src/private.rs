@@ -323,6 +323,27 @@ pub fn fallible<T, E: IntoStepError>(result: Result<T, E>) -> Result<T, Error> {
 /// Fails to compile, at the step's return type, unless `T` can be a step output.
 pub const fn assert_step_output<T: StepOutput>() {}
 
+/// The bounds a state graph's state satisfies: it is checkpointed after every node.
+#[diagnostic::on_unimplemented(
+    message = "the state type `{Self}` of this step is not serializable",
+    label = "a state graph's state is checkpointed after each node: it must implement `Serialize + DeserializeOwned + Send + Sync + 'static`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait StepState:
+    serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+}
+
+#[diagnostic::do_not_recommend]
+impl<T> StepState for T where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+}
+
+/// Fails to compile, at the step's state parameter, unless `S` can be a state graph's
+/// state.
+pub const fn assert_step_state<S: StepState>() {}
+
 /// Lets a workflow's context be lent to a step that borrows a context of type `T`.
 #[diagnostic::on_unimplemented(
     message = "this step borrows a context of type `{T}`, but the workflow's context is `{Self}`",
