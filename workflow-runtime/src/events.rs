@@ -244,7 +244,28 @@ mod micros {
 }
 
 /// The in-memory log of one run's events, shared by the run and its subscribers.
+#[repr(C)]
 pub(crate) struct EventLog {
+    /// A cache line's worth of room between the counts of the `Arc` the log is shared by
+    /// (every step's attempt clones it) and what every event reads: the workers' threads
+    /// write the counts by turns, and a line that one thread writes is taken from the
+    /// other's cache. (Room, not alignment: an aligned allocation costs more per run.)
+    _apart: Apart,
+    fixed: Fixed,
+    /// The same room between what every event reads and the lock every event takes.
+    _apart_too: Apart,
+    state: Mutex<LogState>,
+    /// For the run of a subworkflow: the log of the run whose node runs it, and that
+    /// node's name. Every event is also recorded there, as [`EventKind::Nested`].
+    parent: Option<(Arc<EventLog>, Cow<'static, str>)>,
+}
+
+/// A cache line's worth of bytes, to keep fields that threads write apart from fields that
+/// they read.
+struct Apart(#[expect(dead_code, reason = "room between fields, never read")] [u8; 64]);
+
+/// An [`EventLog`]'s fields that never change.
+struct Fixed {
     start: Instant,
     /// The sequence number of the first event of this log: 0, or where a resumed run's
     /// stored log ends.
@@ -254,10 +275,6 @@ pub(crate) struct EventLog {
     /// The run's idempotency key prefix: its id, or for a subworkflow's run, the key of the
     /// step that runs it.
     key: Arc<str>,
-    state: Mutex<LogState>,
-    /// For the run of a subworkflow: the log of the run whose node runs it, and that
-    /// node's name. Every event is also recorded there, as [`EventKind::Nested`].
-    parent: Option<(Arc<EventLog>, Cow<'static, str>)>,
 }
 
 #[derive(Default)]
@@ -276,10 +293,14 @@ impl EventLog {
     /// `offset` into the run.
     pub(crate) fn resumed(key: Arc<str>, first: u64, offset: Duration) -> Self {
         Self {
-            start: Instant::now(),
-            first,
-            offset,
-            key,
+            _apart: Apart([0; 64]),
+            _apart_too: Apart([0; 64]),
+            fixed: Fixed {
+                start: Instant::now(),
+                first,
+                offset,
+                key,
+            },
             state: Mutex::new(LogState::default()),
             parent: None,
         }
@@ -287,7 +308,7 @@ impl EventLog {
 
     /// The log of a subworkflow's run, nested in the log of the run whose `node` runs it.
     pub(crate) fn nested(parent: Arc<EventLog>, node: Cow<'static, str>) -> Self {
-        let key = format!("{}/{node}", parent.key).into();
+        let key = format!("{}/{node}", parent.fixed.key).into();
         Self {
             parent: Some((parent, node)),
             ..Self::new(key)
@@ -302,24 +323,24 @@ impl EventLog {
 
     /// The idempotency key prefix of the run's steps.
     pub(crate) fn key(&self) -> &str {
-        &self.key
+        &self.fixed.key
     }
 
     /// Time since the run started (for a resumed run: since its first part started, not
     /// counting the time it was stopped).
     pub(crate) fn elapsed(&self) -> Duration {
-        self.offset + self.start.elapsed()
+        self.fixed.offset + self.fixed.start.elapsed()
     }
 
     /// The sequence number the next event will get.
     pub(crate) fn next_seq(&self) -> u64 {
-        self.first + self.lock().events.len() as u64
+        self.fixed.first + self.lock().events.len() as u64
     }
 
     /// The events from sequence number `from` on (for a store).
     pub(crate) fn since(&self, from: u64) -> Vec<Event> {
         let state = self.lock();
-        let skip = usize::try_from(from.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        let skip = usize::try_from(from.saturating_sub(self.fixed.first)).unwrap_or(usize::MAX);
         state.events.get(skip..).unwrap_or_default().to_vec()
     }
 
@@ -350,7 +371,7 @@ impl EventLog {
                 return;
             }
             state.closed = kind.is_terminal();
-            let seq = self.first + state.events.len() as u64;
+            let seq = self.fixed.first + state.events.len() as u64;
             state.events.push(Event { seq, at, kind });
             std::mem::take(&mut state.wakers)
         };
@@ -425,19 +446,20 @@ impl EventStream {
     /// its stored log ended.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn first_seq(&self) -> u64 {
-        self.log.first
+        self.log.fixed.first
     }
 
     /// The sequence number of the event [`EventStream::next`] gives next.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn position(&self) -> u64 {
-        self.log.first + self.cursor as u64
+        self.log.fixed.first + self.cursor as u64
     }
 
     /// Moves on to event `seq` (no further back than the log's first event).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn seek(&mut self, seq: u64) {
-        self.cursor = usize::try_from(seq.saturating_sub(self.log.first)).unwrap_or(usize::MAX);
+        self.cursor =
+            usize::try_from(seq.saturating_sub(self.log.fixed.first)).unwrap_or(usize::MAX);
     }
 
     /// The events logged so far from the stream's position on, without waiting or moving.
