@@ -329,16 +329,10 @@ pub const fn assert_step_output<T: StepOutput>() {}
     label = "a state graph's state is checkpointed after each node: it must implement `Serialize + DeserializeOwned + Send + Sync + 'static`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait StepState:
-    serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
-{
-}
+pub trait StepState: StepOutput {}
 
 #[diagnostic::do_not_recommend]
-impl<T> StepState for T where
-    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
-{
-}
+impl<T: StepOutput> StepState for T {}
 
 /// Fails to compile, at the step's state parameter, unless `S` can be a state graph's
 /// state.
