@@ -1094,10 +1094,9 @@ pub fn drive_dataflow<W: Compiled + PersistNodes>(
             resumed,
             cache: Arc::new(cache),
         };
-        let nodes = Arc::new(Typed::<W>::persisted(Arc::clone(&state)));
         let result = run::drive::<W>(
             id,
-            (state, nodes),
+            Typed::persisted(state),
             options,
             Arc::clone(&log),
             cancel,

@@ -101,6 +101,11 @@ impl<W: Compiled> Typed<W> {
         }
     }
 
+    /// The run's state.
+    pub(crate) fn run(&self) -> &Arc<W::Run> {
+        &self.run
+    }
+
     fn codec(&self) -> Result<&NodeCodec<W::Run>, Error> {
         self.codec
             .as_ref()

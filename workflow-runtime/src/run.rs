@@ -697,11 +697,9 @@ pub(crate) async fn run<W: Compiled>(
     input: W::Input,
 ) -> Result<W::Output, RunError> {
     let id = RunId::new();
-    let run = Arc::new(W::new_run(ctx, input));
-    let nodes = Arc::new(Typed::<W>::plain(Arc::clone(&run)));
     drive::<W>(
         id,
-        (run, nodes),
+        Typed::plain(Arc::new(W::new_run(ctx, input))),
         options,
         run_log(id),
         Canceller::default(),
@@ -739,10 +737,9 @@ pub(crate) fn start<W: Compiled>(
     options: &RunOptions,
     input: W::Input,
 ) -> RunHandle<W::Output> {
-    let run = Arc::new(W::new_run(Arc::clone(ctx), input));
-    let nodes = Arc::new(Typed::<W>::plain(Arc::clone(&run)));
+    let nodes = Typed::<W>::plain(Arc::new(W::new_run(Arc::clone(ctx), input)));
     let options = options.clone();
-    spawn(|id, log, cancel| drive::<W>(id, (run, nodes), options, log, cancel, None))
+    spawn(|id, log, cancel| drive::<W>(id, nodes, options, log, cancel, None))
 }
 
 /// Starts a state graph in a new tokio task.
@@ -937,8 +934,8 @@ impl Recorder {
     }
 }
 
-/// What a dataflow run needs to be durable: its recorder, how to serialize a node's
-/// output, and which nodes were restored from their checkpoints.
+/// What a dataflow run needs to be durable: its recorder, which nodes were restored from
+/// their checkpoints, and its cache (its nodes move their outputs to and from JSON).
 pub(crate) struct Durability<'a> {
     pub(crate) recorder: &'a mut Recorder,
     pub(crate) restored: Vec<bool>,
@@ -1024,12 +1021,9 @@ impl<F: Future<Output = Completion> + Send + 'static> InFlight<F> {
 
 /// Drives a dataflow run. The run's slots come in an `Arc` already: a large graph's slots
 /// would otherwise make every future that holds this one that large.
-///
-/// `run` is the run's state twice: typed, for its output, and as the nodes the scheduler
-/// drives (which hold the other reference, dropped before the output is taken).
 pub(crate) async fn drive<W: Compiled>(
     id: RunId,
-    (run, nodes): (Arc<W::Run>, Arc<dyn Nodes>),
+    nodes: Typed<W>,
     options: RunOptions,
     log: Arc<EventLog>,
     cancel: Canceller,
@@ -1037,9 +1031,18 @@ pub(crate) async fn drive<W: Compiled>(
 ) -> Result<W::Output, RunError> {
     let graph = W::graph();
     let span = run_span(graph, id);
-    let ended = drive_graph(graph, nodes, options, Arc::clone(&log), cancel, durable)
-        .instrument(span.clone())
-        .await;
+    // The scheduler drops its reference before the output is taken.
+    let run = Arc::clone(nodes.run());
+    let ended = drive_graph(
+        graph,
+        Arc::new(nodes),
+        options,
+        Arc::clone(&log),
+        cancel,
+        durable,
+    )
+    .instrument(span.clone())
+    .await;
     let result = ended.and_then(|paused| output::<W>(graph, run, paused, &log));
     span.record("outcome", outcome(&result));
     result
