@@ -554,8 +554,8 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// The default makes the two calls one after the other; a crash between them leaves
     /// the run as after any checkpoint (running, to resume). A store that can make them
-    /// one transaction overrides this, and a run then commits once less: the SQLite
-    /// store does.
+    /// one transaction overrides this, and a run then commits once less: the SQLite and
+    /// PostgreSQL stores do.
     #[allow(clippy::too_many_arguments)] // the two writes' arguments
     fn finish_run_after(
         &self,
