@@ -397,6 +397,49 @@ async fn cancelling_a_run_drops_its_steps_and_ends_it() {
     );
 }
 
+workflow! {
+    /// Two steps that wait an hour each, side by side: one in the run's task, one in a
+    /// task of its own.
+    TwoHours(ctx: Probe, x: u32) -> u32 {
+        let a = takes_an_hour(x);
+        let b = takes_an_hour(x);
+        add(a, b)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_run_drops_the_steps_waiting_in_every_task() {
+    let probe = Arc::new(Probe::default());
+    let handle = TwoHours::with_context(Arc::clone(&probe)).start(1);
+    let mut events = handle.events();
+    let mut started = 0;
+    while let Some(event) = events.next().await {
+        if matches!(event.kind, EventKind::StepStarted { .. }) {
+            started += 1;
+            if started == 2 {
+                break;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    handle.cancel();
+    assert!(matches!(handle.await, Err(RunError::Cancelled)));
+    assert_eq!(
+        probe.dropped.load(Ordering::SeqCst),
+        2,
+        "both waiting steps were dropped"
+    );
+    assert_eq!(probe.finished.load(Ordering::SeqCst), 0);
+    let rest = events.collect().await;
+    assert_eq!(
+        rest.iter().map(|e| &e.kind).collect::<Vec<_>>(),
+        [&EventKind::RunCancelled {
+            duration: Duration::from_secs(5)
+        }],
+        "nothing between the steps' starts and the run's end"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Policies
 

@@ -255,9 +255,6 @@ pub(crate) struct EventLog {
     /// The same room between what every event reads and the lock every event takes.
     _apart_too: Apart,
     state: Mutex<LogState>,
-    /// For the run of a subworkflow: the log of the run whose node runs it, and that
-    /// node's name. Every event is also recorded there, as [`EventKind::Nested`].
-    parent: Option<(Arc<EventLog>, Cow<'static, str>)>,
 }
 
 /// A cache line's worth of bytes, to keep fields that threads write apart from fields that
@@ -275,6 +272,11 @@ struct Fixed {
     /// The run's idempotency key prefix: its id, or for a subworkflow's run, the key of the
     /// step that runs it.
     key: Arc<str>,
+    /// For the run of a subworkflow: the log of the run whose node runs it, and that
+    /// node's name. Every event is also recorded there, as [`EventKind::Nested`]. (Read by
+    /// every event, so kept with the fields that never change: on the line of the lock, a
+    /// thread's read of it would wait for the line the other thread just wrote.)
+    parent: Option<(Arc<EventLog>, Cow<'static, str>)>,
 }
 
 #[derive(Default)]
@@ -300,19 +302,18 @@ impl EventLog {
                 first,
                 offset,
                 key,
+                parent: None,
             },
             state: Mutex::new(LogState::default()),
-            parent: None,
         }
     }
 
     /// The log of a subworkflow's run, nested in the log of the run whose `node` runs it.
     pub(crate) fn nested(parent: Arc<EventLog>, node: Cow<'static, str>) -> Self {
         let key = format!("{}/{node}", parent.fixed.key).into();
-        Self {
-            parent: Some((parent, node)),
-            ..Self::new(key)
-        }
+        let mut log = Self::new(key);
+        log.fixed.parent = Some((parent, node));
+        log
     }
 
     /// Makes room for `additional` more events (a run that knows how many it will emit
@@ -359,7 +360,7 @@ impl EventLog {
     /// Appends an event that happened at `at` (a reading of [`EventLog::elapsed`] the
     /// caller needed anyway: a step's start and end are one clock read each).
     pub(crate) fn emit_at(&self, at: Duration, kind: EventKind) {
-        if let Some((parent, node)) = &self.parent {
+        if let Some((parent, node)) = &self.fixed.parent {
             parent.emit(EventKind::Nested {
                 node: node.clone(),
                 inner: Box::new(kind.clone()),
@@ -370,10 +371,18 @@ impl EventLog {
             if state.closed {
                 return;
             }
-            state.closed = kind.is_terminal();
+            // Written only when they change: every store goes to the line the other
+            // workers' threads read next.
+            if kind.is_terminal() {
+                state.closed = true;
+            }
             let seq = self.fixed.first + state.events.len() as u64;
             state.events.push(Event { seq, at, kind });
-            std::mem::take(&mut state.wakers)
+            if state.wakers.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut state.wakers)
+            }
         };
         for waker in wakers {
             waker.wake();

@@ -7,15 +7,21 @@
 //! Each node's count of missing inputs is an atomic: the step that brings it to zero owns
 //! the node's start, so every node starts exactly once. What is rare (a skipped node, a
 //! pause, a failure) takes one lock.
+//!
+//! A run that stops (cancelled, past its deadline, or failed) does not abort its tasks: each
+//! task that waits in a step listens for the stop and drops the step where it waits, as an
+//! aborted task would. A step that ends without waiting (most computations) costs no
+//! listening at all, where an abort handle per task cost every step two locks and two
+//! reference counts on its task.
 
-use std::future::Future as _;
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use tokio::sync::futures::Notified;
 use tracing::Instrument as _;
 
 use super::{
@@ -27,31 +33,27 @@ use crate::events::{EventKind, EventLog};
 use crate::graph::{Graph, NodeId};
 use crate::private::Nodes;
 
-/// What the steps of one run share.
+/// What the steps of one run share. In declaration order (`repr(C)`): what every step
+/// reads first, on the line of the `Arc`'s counts that every task writes anyway, so that
+/// checking whether the run stopped before a task starts costs no line of its own.
+#[repr(C)]
 struct Lanes {
+    /// Set once the run fails or is cancelled: no step starts any more.
+    stopped: AtomicBool,
     run: Arc<dyn Nodes>,
     graph: &'static Graph,
     log: Arc<EventLog>,
     seed: u64,
+    /// Per node, how many of its inputs do not exist yet.
+    waiting_for: Box<[AtomicUsize]>,
     /// The run's span, the parent of every step's.
     span: tracing::Span,
-    /// Per node, its inputs still missing and its task.
-    nodes: Box<[Node]>,
-    /// Set once the run fails or is cancelled: no step starts any more.
-    stopped: AtomicBool,
+    /// Wakes the tasks waiting in a step once the run stops.
+    stopping: Notify,
     /// What is rare and needs a lock.
     control: Mutex<Control>,
     /// How many step tasks are live, and the signal the run's task waits on.
     ended: Ended,
-}
-
-/// What a run knows of one node.
-struct Node {
-    /// How many of its inputs do not exist yet.
-    waiting_for: AtomicUsize,
-    /// For a node that started a task, the handle that aborts it while it runs (taken by
-    /// the task when it ends, so that an ended task's memory goes back at once).
-    task: Mutex<Option<AbortHandle>>,
 }
 
 /// The skipped nodes, the first pause and the first failure of a run.
@@ -95,11 +97,9 @@ impl Ended {
 }
 
 /// One step task's place in the count of live tasks: counted in when the task is made, out
-/// when it is dropped, whether it ended, was aborted or was never polled.
+/// when it is dropped, whether it ended, stopped, or was dropped by its runtime unpolled or mid-step.
 struct Lane {
     lanes: Option<Arc<Lanes>>,
-    /// The node the task started with (whose `tasks` entry holds its abort handle).
-    start: NodeId,
     /// Whether the task ran to its end (any other drop of a run not stopped is a panic).
     finished: bool,
 }
@@ -116,12 +116,6 @@ impl Drop for Lane {
         let Some(lanes) = self.lanes.take() else {
             return;
         };
-        if let Some(node) = lanes.nodes.get(self.start.0) {
-            node.task
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-        }
         if !self.finished && !lanes.stopped.load(Ordering::SeqCst) {
             lanes.fail(RunError::Internal(
                 "a step task ended abnormally".to_owned(),
@@ -142,15 +136,13 @@ impl Lanes {
             log,
             seed,
             span: tracing::Span::current(),
-            nodes: graph
+            waiting_for: graph
                 .nodes
                 .iter()
-                .map(|n| Node {
-                    waiting_for: AtomicUsize::new(n.deps.len()),
-                    task: Mutex::new(None),
-                })
+                .map(|n| AtomicUsize::new(n.deps.len()))
                 .collect(),
             stopped: AtomicBool::new(false),
+            stopping: Notify::new(),
             control: Mutex::new(Control {
                 skipped: Vec::new(),
                 paused: None,
@@ -168,28 +160,20 @@ impl Lanes {
         self.stopped.load(Ordering::SeqCst)
     }
 
-    /// A lane for a task that starts with `node`, counted in.
-    fn lane(self: &Arc<Self>, start: NodeId) -> Lane {
+    /// A lane for a task, counted in.
+    fn lane(self: &Arc<Self>) -> Lane {
         self.ended.live.fetch_add(1, Ordering::AcqRel);
         Lane {
             lanes: Some(Arc::clone(self)),
-            start,
             finished: false,
         }
     }
 
     /// Starts `node` in a task of its own.
     fn spawn(self: &Arc<Self>, node: NodeId) {
-        let task = tokio::spawn(run_lane(self.lane(node), node).instrument(self.span.clone()));
-        let abort = task.abort_handle();
-        *self.nodes[node.0]
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(abort.clone());
-        // A stop that looked at this entry before the handle was in it aborts it here.
-        if self.is_stopped() {
-            abort.abort();
-        }
+        drop(tokio::spawn(
+            run_lane(self.lane(), node).instrument(self.span.clone()),
+        ));
     }
 
     /// Fails the run with `error` (unless it failed already), stops every step from
@@ -200,27 +184,44 @@ impl Lanes {
         self.ended.notify.notify_one();
     }
 
-    /// Stops the run: no step starts any more, and every step task is aborted.
+    /// Stops the run: no step starts any more, and every task waiting in a step drops it.
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        for node in &self.nodes {
-            if let Some(task) = node
-                .task
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-            {
-                task.abort();
-            }
+        self.stopping.notify_waiters();
+    }
+
+    /// Polls `step`: its output, or `None` once the run has stopped. A step that waits is
+    /// dropped where it waits, as an aborted task's would be. The listening for the stop
+    /// (`stopping`, kept by the task for all its steps) is set up at the task's first wait:
+    /// a step that ends without waiting never pays for it.
+    fn poll_step<'a, F: Future>(
+        &'a self,
+        step: Pin<&mut F>,
+        stopping: &mut Option<Pin<Box<Notified<'a>>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<F::Output>> {
+        if stopping.is_some() && self.is_stopped() {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(output) = step.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        // A `Notified` hears every `notify_waiters` from the moment it is made, polled or
+        // not; `stop` sets the flag before it notifies.
+        let fresh = stopping.is_none();
+        let listening = stopping.get_or_insert_with(|| Box::pin(self.stopping.notified()));
+        if fresh && self.is_stopped() {
+            return Poll::Ready(None);
+        }
+        match listening.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
 
     /// `node`'s output arrived at `dependent`: whether that was its last missing input.
     fn arrived(&self, dependent: NodeId) -> bool {
-        self.nodes[dependent.0]
-            .waiting_for
-            .fetch_sub(1, Ordering::AcqRel)
-            == 1
+        self.waiting_for[dependent.0].fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     /// Takes in how a node ended; returns the node this task goes on with, if any, and
@@ -251,7 +252,7 @@ impl Lanes {
                 let mut readers = Vec::new();
                 {
                     let mut control = self.lock();
-                    control.skipped.resize(self.nodes.len(), false);
+                    control.skipped.resize(self.waiting_for.len(), false);
                     skip_downstream(
                         self.graph,
                         node,
@@ -297,7 +298,10 @@ fn run_lane(mut lane: Lane, node: NodeId) -> impl Future<Output = ()> + Send {
     async move {
         // Borrowed from the lane, not cloned: once the lane is dropped, this task holds
         // nothing of the run.
-        if let Some(lanes) = lane.lanes.as_ref() {
+        if let Some(lanes) = lane.lanes.as_ref()
+            // A task that the run's stop came before starts nothing.
+            && !lanes.is_stopped()
+        {
             let attempts = |node| {
                 node_attempts(
                     &lanes.run,
@@ -312,8 +316,10 @@ fn run_lane(mut lane: Lane, node: NodeId) -> impl Future<Output = ()> + Send {
             // on with reuses: the task itself stays a few words, which tokio copies into
             // `spawn`, into the task's cell and over it when it ends.
             let mut step = Box::pin(attempts(node));
-            loop {
-                let completion = step.as_mut().await;
+            let mut stopping = None;
+            while let Some(completion) =
+                std::future::poll_fn(|cx| lanes.poll_step(step.as_mut(), &mut stopping, cx)).await
+            {
                 match lanes.settle(completion) {
                     Some(next) => step.set(attempts(next)),
                     None => break,
@@ -358,7 +364,7 @@ pub(super) async fn drive(
         lanes.spawn(root);
     }
     // Not boxed: a lane's future is a few words (its attempts have a box of their own).
-    let mut inline = pin!(first.map(|root| run_lane(lanes.lane(root), root)));
+    let mut inline = pin!(first.map(|root| run_lane(lanes.lane(), root)));
     // Polled once before anything else is waited for: steps that never wait (a chain of
     // computations) end the run without setting up the wait for its cancellation.
     if !cancel.is_cancelled()
@@ -391,7 +397,7 @@ pub(super) async fn drive(
         }
     };
     // Stopped by the run's task, by a failing step, or ended: in the first two cases every
-    // step still in flight is aborted, and the run ends once each one has been dropped.
+    // step still in flight drops its step, and the run ends once every task has counted out.
     if stopped.is_some() || lanes.is_stopped() {
         lanes.stop();
         inline.set(None);
