@@ -97,7 +97,8 @@ impl Ended {
 }
 
 /// One step task's place in the count of live tasks: counted in when the task is made, out
-/// when it is dropped, whether it ended, stopped, or was dropped by its runtime unpolled or mid-step.
+/// when it is dropped: at its end, at the run's stop, or by its runtime (unpolled, or in the
+/// middle of a step).
 struct Lane {
     lanes: Option<Arc<Lanes>>,
     /// Whether the task ran to its end (any other drop of a run not stopped is a panic).
