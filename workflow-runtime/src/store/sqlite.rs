@@ -116,7 +116,8 @@ const MIGRATIONS: &[&str] = &[
 /// disk twice) is the work of a thread of the store's own, on a connection of its own,
 /// once the log holds 1,000 pages; commits go on meanwhile. Only if the log reaches 4,000
 /// pages (16 MiB) because that thread cannot keep up does the next write checkpoint
-/// first, itself, as SQLite does by default at 1,000. Dropping the last clone of the store
+/// first, itself, as SQLite does by default at 1,000, waiting for the thread's own
+/// checkpoint to end if one is running. Dropping the last clone of the store
 /// ends the thread and closes both connections, the writing one last, which leaves the
 /// file whole and the log removed.
 ///
@@ -245,15 +246,7 @@ impl Shared {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
         if matches!(access, Access::Write) && self.behind.swap(false, Ordering::Relaxed) {
-            // Holding the connection keeps this store's commits out until the checkpoint
-            // is done, so that the next write starts the log over.
-            match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
-                Ok(_) => {}
-                Err(error) if is_busy(&error) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "checkpointing the SQLite write-ahead log failed");
-                }
-            }
+            catch_up(&conn);
         }
         let result = conn
             .transaction_with_behavior(access.behavior())
@@ -261,6 +254,30 @@ impl Shared {
             .and_then(|tx| commit(tx, f));
         let reset = conn.busy_timeout(Duration::ZERO).map_err(backend);
         result.and_then(|value| reset.map(|()| value))
+    }
+}
+
+/// Checkpoints the log on the writing connection `conn`, which the caller holds: this
+/// store's commits wait until the checkpoint is done, so that the next write starts the log
+/// over. SQLite does not wait for another connection's checkpoint (the checkpointer
+/// thread's, running while commits kept coming, which is why the log is long): this waits
+/// for it, as long as [`BUSY_TIMEOUT`], and then copies what it left.
+fn catch_up(conn: &Connection) {
+    let give_up = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+            Ok(_) => return,
+            Err(error) if is_busy(&error) => {
+                if std::time::Instant::now() >= give_up {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "checkpointing the SQLite write-ahead log failed");
+                return;
+            }
+        }
     }
 }
 
