@@ -1089,6 +1089,9 @@ fn drive_graph<'a>(
         let is_durable = durable.is_some();
         let cache = durable.as_ref().map(|d| Arc::clone(&d.cache));
         let mut deadline = Deadline::new(options.deadline);
+        // Made once: a new one each time round would join and leave the signal's list of
+        // waiters for every completion.
+        let mut cancelled = pin!(cancel.cancelled());
         loop {
             while in_flight.len() < limit {
                 let Some(node) = nodes.ready.pop_front() else {
@@ -1111,7 +1114,7 @@ fn drive_graph<'a>(
             }
             let completion = tokio::select! {
                 biased;
-                () = cancel.cancelled() => {
+                () = &mut cancelled => {
                     in_flight.shutdown().await;
                     log.emit(EventKind::RunCancelled { duration: log.elapsed() });
                     return Err(RunError::Cancelled);
