@@ -371,18 +371,10 @@ impl EventLog {
             if state.closed {
                 return;
             }
-            // Written only when they change: every store goes to the line the other
-            // workers' threads read next.
-            if kind.is_terminal() {
-                state.closed = true;
-            }
+            state.closed = kind.is_terminal();
             let seq = self.fixed.first + state.events.len() as u64;
             state.events.push(Event { seq, at, kind });
-            if state.wakers.is_empty() {
-                Vec::new()
-            } else {
-                std::mem::take(&mut state.wakers)
-            }
+            std::mem::take(&mut state.wakers)
         };
         for waker in wakers {
             waker.wake();

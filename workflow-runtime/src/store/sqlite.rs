@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
@@ -263,12 +263,12 @@ impl Shared {
 /// thread's, running while commits kept coming, which is why the log is long): this waits
 /// for it, as long as [`BUSY_TIMEOUT`], and then copies what it left.
 fn catch_up(conn: &Connection) {
-    let give_up = std::time::Instant::now() + BUSY_TIMEOUT;
+    let give_up = Instant::now() + BUSY_TIMEOUT;
     loop {
         match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
             Ok(_) => return,
             Err(error) if is_busy(&error) => {
-                if std::time::Instant::now() >= give_up {
+                if Instant::now() >= give_up {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(1));
