@@ -49,6 +49,28 @@ async fn sync_and_async_steps_fallible_or_not() {
     assert_eq!(error.to_string(), "step `describe` failed: no words");
 }
 
+/// Writes a two-step workflow named `$name` whose second step is `$then`: a
+/// `macro_rules!` that gives `workflow!` names from its own caller.
+macro_rules! split_then {
+    ($name:ident, $then:ident) => {
+        workflow! {
+            /// Splits a text, then applies a step given by the macro's caller.
+            $name(text: String) -> usize {
+                let words = split(text);
+                $then(words)
+            }
+        }
+    };
+}
+
+split_then!(CountWords, count);
+
+#[tokio::test]
+async fn a_workflow_written_by_a_macro_rules_with_names_from_its_caller() {
+    let out = CountWords::new().run("one two three".into()).await;
+    assert_eq!(out.expect("succeeds"), 3);
+}
+
 #[step]
 fn pair(a: u32, b: &str) -> String {
     format!("{b}{a}")

@@ -89,6 +89,141 @@ async fn a_single_task_run_still_overlaps_waiting_steps() {
     assert_eq!(output.expect("succeeds"), 42);
 }
 
+/// Waits until all six have arrived.
+#[step]
+async fn meet_six(ctx: &tokio::sync::Barrier, x: u32) -> u32 {
+    ctx.wait().await;
+    x
+}
+
+#[step]
+#[allow(clippy::many_single_char_names)]
+fn sum6(a: u32, b: u32, c: u32, d: u32, e: u32, f: u32) -> u32 {
+    a + b + c + d + e + f
+}
+
+workflow! {
+    /// Six independent steps that can only finish together: more than a 2-worker runtime
+    /// keeps busy tasks for a run, so each step that waits must hand the others on.
+    Six(ctx: tokio::sync::Barrier, x: u32) -> u32 {
+        let a = meet_six(x);
+        let b = meet_six(x);
+        let c = meet_six(x);
+        let d = meet_six(x);
+        let e = meet_six(x);
+        let f = meet_six(x);
+        sum6(a, b, c, d, e, f)
+    }
+}
+
+/// Runs `Six` in a task of its own (so the run's task is on a worker), and checks that all
+/// six steps waited at once.
+async fn six_wait_at_once() {
+    let run = tokio::spawn(Six::new(tokio::sync::Barrier::new(6)).run(7));
+    let output = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("all six steps waited at the same time")
+        .expect("the run's task ends");
+    assert_eq!(output.expect("succeeds"), 42);
+}
+
+#[tokio::test]
+async fn steps_that_wait_all_wait_at_once_on_one_thread() {
+    six_wait_at_once().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_that_wait_all_wait_at_once_on_two_workers() {
+    for _ in 0..50 {
+        six_wait_at_once().await;
+    }
+}
+
+/// Computes for 100 µs without waiting.
+#[step]
+fn spin(x: u32) -> u32 {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_micros(100) {
+        std::hint::spin_loop();
+    }
+    x + 1
+}
+
+/// How many times the ticker task has run so far.
+#[step]
+fn ticks_seen(ctx: &Arc<AtomicUsize>, x: u32) -> usize {
+    assert_eq!(x, 40);
+    ctx.load(Ordering::SeqCst)
+}
+
+workflow! {
+    /// Forty steps of 100 µs each that never wait, then a look at the ticker.
+    LongChain(ctx: Arc<AtomicUsize>, x: u32) -> usize {
+        let s1 = spin(x);
+        let s2 = spin(s1);
+        let s3 = spin(s2);
+        let s4 = spin(s3);
+        let s5 = spin(s4);
+        let s6 = spin(s5);
+        let s7 = spin(s6);
+        let s8 = spin(s7);
+        let s9 = spin(s8);
+        let s10 = spin(s9);
+        let s11 = spin(s10);
+        let s12 = spin(s11);
+        let s13 = spin(s12);
+        let s14 = spin(s13);
+        let s15 = spin(s14);
+        let s16 = spin(s15);
+        let s17 = spin(s16);
+        let s18 = spin(s17);
+        let s19 = spin(s18);
+        let s20 = spin(s19);
+        let s21 = spin(s20);
+        let s22 = spin(s21);
+        let s23 = spin(s22);
+        let s24 = spin(s23);
+        let s25 = spin(s24);
+        let s26 = spin(s25);
+        let s27 = spin(s26);
+        let s28 = spin(s27);
+        let s29 = spin(s28);
+        let s30 = spin(s29);
+        let s31 = spin(s30);
+        let s32 = spin(s31);
+        let s33 = spin(s32);
+        let s34 = spin(s33);
+        let s35 = spin(s34);
+        let s36 = spin(s35);
+        let s37 = spin(s36);
+        let s38 = spin(s37);
+        let s39 = spin(s38);
+        let s40 = spin(s39);
+        ticks_seen(s40)
+    }
+}
+
+#[tokio::test]
+async fn a_long_run_of_steps_that_never_wait_lets_other_tasks_run() {
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            loop {
+                ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    // The run is polled first, so the ticker runs only where the run gives the thread back.
+    let seen = LongChain::new(Arc::clone(&ticks))
+        .run(0)
+        .await
+        .expect("succeeds");
+    ticker.abort();
+    assert!(seen > 0, "4 ms of steps never let the ticker run");
+}
+
 /// Yields to the scheduler first, so that steps of one level end in any order.
 #[step]
 async fn hop(x: u32) -> u32 {

@@ -20,7 +20,7 @@ use syn::spanned::Spanned as _;
 use crate::errors::Errors;
 use crate::model::{Arg, Graph, NodeId, OnFailure, Source};
 use crate::parse::Decl;
-use crate::tokens::{respan, type_string};
+use crate::tokens::{at, respan, type_string};
 use crate::{state, validate};
 
 /// `workflow!`: parse, build the graph, check it, expand it.
@@ -568,7 +568,7 @@ fn output_fn(
         // A mismatch is reported at the last expression, by `IsOutput`'s message.
         let convert = respan(
             quote!(#private::output::<#output_ty, _>(__wf_value)),
-            output.span,
+            at(output.span),
         );
         quote! {
             fn output(#run: __wf_Run) -> ::core::option::Option<#output_ty> {
@@ -602,7 +602,7 @@ fn node_functions(
         .iter()
         .enumerate()
         .map(|(i, node)| {
-            let step_span = node.step.span();
+            let step_span = at(node.step.span());
             let alias = respan(aliases[i].to_token_stream(), step_span);
             let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), step_span);
             let field = &node_fields[i];
@@ -690,7 +690,7 @@ fn call_args(
                 }
                 (Some(Source::Node(dep)), Some(_)) => {
                     let field = &node_fields[dep.0];
-                    let read = respan(quote!(#private::maybe(&__wf_run.#field)), span);
+                    let read = respan(quote!(#private::maybe(&__wf_run.#field)), at(span));
                     locals.push(quote!(let #local = #read;));
                     quote!(&#local)
                 }
@@ -739,7 +739,7 @@ fn fallbacks(
                 (Vec::new(), quote!(#check(#expr)))
             }
             OnFailure::Step(fallback) => {
-                let span = fallback.step.span();
+                let span = at(fallback.step.span());
                 let alias = respan(fallback_alias(i).to_token_stream(), span);
                 let ctx_arg = respan(quote!(&__wf_run.__wf_ctx), span);
                 let CallArgs {

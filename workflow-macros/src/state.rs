@@ -23,7 +23,7 @@ use crate::expand::{
 use crate::model::{crate_override, is_context_name, node_options};
 use crate::parse::{RouteDecl, StateGraphInput, StmtDecl, path_name};
 use crate::policy::PolicyOptions;
-use crate::tokens::{respan, type_string};
+use crate::tokens::{at, respan, type_string};
 
 /// `workflow!` for a state graph: build, check, expand.
 pub(crate) fn workflow(input: StateGraphInput) -> TokenStream {
@@ -845,7 +845,7 @@ fn node_fn(index: usize, node: &Node, alias: &Ident, surface: &Surface) -> Token
     let pick = if let Some(Next::Route(route)) = &node.next {
         {
             let match_token = &route.match_token;
-            let value = respan(quote!(__wf_value), match_token.span);
+            let value = respan(quote!(__wf_value), at(match_token.span));
             let arms = route.arms.iter().enumerate().map(|(i, arm)| {
                 let pat = &arm.pat;
                 let guard = &arm.guard;

@@ -3,6 +3,14 @@
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::ToTokens;
 
+/// `span`'s place in the source, with the hygiene of the macro's call: for generated code
+/// that names the macro's own bindings (`__wf_run`, `__wf_value`) but is reported at a
+/// user's token. That token may come from elsewhere (a `macro_rules!` that writes the
+/// `workflow!`, given a step's name), where those bindings do not exist.
+pub(crate) fn at(span: Span) -> Span {
+    Span::call_site().located_at(span)
+}
+
 /// Gives every token (recursively) the same span, so that rustc reports an error in
 /// generated code at the user's token instead of at the macro call.
 pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {

@@ -113,13 +113,19 @@ impl std::str::FromStr for RunId {
 /// How the steps of a run are driven.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Parallelism {
-    /// Each step is a tokio task: independent steps run on all worker threads at once.
+    /// Steps run in tokio tasks: independent steps run on all worker threads at once.
     /// The right choice for CPU work and the default. A step that ends starts what it made
-    /// ready itself: it goes on with the first such node in its own task and spawns the
-    /// others, so a chain of steps pays no spawn per step and no hop through the run's
-    /// task. (A durable run, or one with [`RunOptions::max_concurrency`], starts every step
-    /// from the run's task, which stores checkpoints and counts steps in flight; a step that
-    /// is the only one ready there runs in the run's task.)
+    /// ready itself: it goes on with the first such node in its own task, and the others
+    /// wait in the run's queue of ready nodes, which the run's tasks take from. A task is
+    /// spawned while the run keeps fewer tasks busy than the runtime has workers (plus
+    /// one), and whenever a step waits (I/O, an LLM call) with ready nodes in the queue,
+    /// which its task hands to a new one: steps that compute run in about as many tasks as
+    /// there are workers, with no spawn per step, and steps that wait all wait at once, each
+    /// in a task. A task that has run steps for a millisecond without waiting yields its
+    /// worker to tokio's other tasks. (A durable run, or one with
+    /// [`RunOptions::max_concurrency`], starts every step from the run's task, which stores
+    /// checkpoints and counts steps in flight; a step that is the only one ready there runs
+    /// in the run's task.)
     #[default]
     Tasks,
     /// Every step's future is polled from the run's own task: steps still overlap while
@@ -161,8 +167,8 @@ impl Default for RunOptions {
 }
 
 impl RunOptions {
-    /// The defaults: no concurrency limit, one task per step, at most
-    /// [`DEFAULT_MAX_STEPS`] node executions in a state graph.
+    /// The defaults: no concurrency limit, steps in tokio tasks ([`Parallelism::Tasks`]),
+    /// at most [`DEFAULT_MAX_STEPS`] node executions in a state graph.
     pub fn new() -> Self {
         Self::default()
     }

@@ -1,8 +1,18 @@
-//! Decentralised readiness, for runs that keep nothing in a store and give each step a
-//! task: a step that ends marks its dependents itself, goes on with one that became ready in
-//! its own task, and spawns the others, as hand-written tasks that await each other would.
-//! The run's own task only starts the roots, watches for cancellation and the deadline, and
-//! ends the run once no step is left in flight (or one failed).
+//! Decentralised readiness, for runs that keep nothing in a store and run their steps in
+//! tokio tasks: a step that ends marks its dependents itself and goes on with one that became
+//! ready in its own task. The others wait in the run's queue of ready nodes, which every
+//! task of the run takes from once it has nothing else to run. The run's own task only
+//! starts the roots, watches for cancellation and the deadline, and ends the run once no step
+//! is left in flight (or one failed).
+//!
+//! A task is spawned only where it adds something: while fewer of the run's tasks are busy
+//! than the runtime has workers (plus one: tokio runs the first task a worker spawns on that
+//! worker, after the spawner, where no other worker can take it), and whenever a task's step
+//! waits with nodes left in the queue, which it hands to a new task. So steps that compute
+//! (a fan-out of a thousand) run in about as many tasks as there are workers, not one task
+//! each, and steps that wait (calls to an LLM) each end up in a task of their own, all
+//! waiting at once. A task that has run steps for a millisecond without waiting yields to
+//! tokio, so a long run of steps does not keep other tasks from its worker.
 //!
 //! Each node's count of missing inputs is an atomic: the step that brings it to zero owns
 //! the node's start, so every node starts exactly once. What is rare (a skipped node, a
@@ -17,8 +27,9 @@
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
@@ -46,6 +57,15 @@ struct Lanes {
     seed: u64,
     /// Per node, how many of its inputs do not exist yet.
     waiting_for: Box<[AtomicUsize]>,
+    /// The nodes made ready that no task has started yet.
+    ready: Ready,
+    /// How many tasks run steps or are about to (one waiting in a step does not count).
+    busy: AtomicUsize,
+    /// How many busy tasks the run spreads its ready nodes to: one more than the runtime's
+    /// workers (the first task a worker spawns runs on that worker once the spawner is done,
+    /// where no other worker can take it). Looked up when first needed: a chain never
+    /// spreads.
+    spread_to: OnceLock<usize>,
     /// The run's span, the parent of every step's.
     span: tracing::Span,
     /// Wakes the tasks waiting in a step once the run stops.
@@ -62,6 +82,67 @@ struct Control {
     skipped: Vec<bool>,
     paused: Option<(NodeId, serde_json::Value)>,
     failure: Option<RunError>,
+}
+
+/// The nodes made ready that no task has started yet, first in first out. A node is made
+/// ready at most once, so the queue is a slot per node, filled from the front once.
+///
+/// A task that makes a node ready writes it to its slot just after it takes the slot: a
+/// task that finds the slot at the head not written yet leaves it, and its writer takes it
+/// later (every task that adds nodes takes from the queue until it is empty before it ends,
+/// or hands it to a new task when it waits).
+struct Ready {
+    slots: Box<[AtomicUsize]>,
+    /// The next slot to take.
+    head: AtomicUsize,
+    /// The next slot to fill.
+    tail: AtomicUsize,
+}
+
+impl Ready {
+    /// A slot not written yet.
+    const EMPTY: usize = usize::MAX;
+
+    fn new(nodes: usize) -> Self {
+        Self {
+            slots: (0..nodes).map(|_| AtomicUsize::new(Self::EMPTY)).collect(),
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+        }
+    }
+
+    fn push(&self, node: NodeId) {
+        let slot = self.tail.fetch_add(1, Ordering::SeqCst);
+        self.slots[slot].store(node.0, Ordering::SeqCst);
+    }
+
+    /// The node at the head, if it can be taken.
+    fn pop(&self) -> Option<NodeId> {
+        loop {
+            let head = self.head.load(Ordering::SeqCst);
+            if head >= self.tail.load(Ordering::SeqCst) {
+                return None;
+            }
+            let node = self.slots[head].load(Ordering::SeqCst);
+            if node == Self::EMPTY {
+                return None;
+            }
+            if self
+                .head
+                .compare_exchange_weak(head, head + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Some(NodeId(node));
+            }
+        }
+    }
+
+    /// Whether the node at the head can be taken.
+    fn has_next(&self) -> bool {
+        let head = self.head.load(Ordering::SeqCst);
+        head < self.tail.load(Ordering::SeqCst)
+            && self.slots[head].load(Ordering::SeqCst) != Self::EMPTY
+    }
 }
 
 /// How many step tasks are live, and the signal the run's task waits on.
@@ -142,6 +223,9 @@ impl Lanes {
                 .iter()
                 .map(|n| AtomicUsize::new(n.deps.len()))
                 .collect(),
+            ready: Ready::new(graph.nodes.len()),
+            busy: AtomicUsize::new(0),
+            spread_to: OnceLock::new(),
             stopped: AtomicBool::new(false),
             stopping: Notify::new(),
             control: Mutex::new(Control {
@@ -170,11 +254,64 @@ impl Lanes {
         }
     }
 
-    /// Starts `node` in a task of its own.
-    fn spawn(self: &Arc<Self>, node: NodeId) {
+    /// Starts a task that takes nodes from the queue of ready ones, counted busy.
+    fn spawn(self: &Arc<Self>) {
         drop(tokio::spawn(
-            run_lane(self.lane(), node).instrument(self.span.clone()),
+            run_lane(self.lane(), None).instrument(self.span.clone()),
         ));
+    }
+
+    /// Adds `node` to the queue of ready nodes, and starts a task to take it unless enough
+    /// are busy.
+    fn enqueue(self: &Arc<Self>, node: NodeId) {
+        self.ready.push(node);
+        self.spread();
+    }
+
+    /// Starts a task to take from the queue of ready nodes, unless enough are busy.
+    fn spread(self: &Arc<Self>) {
+        let spread_to = *self.spread_to.get_or_init(|| {
+            1 + tokio::runtime::Handle::try_current()
+                .map_or(1, |runtime| runtime.metrics().num_workers())
+        });
+        let mut busy = self.busy.load(Ordering::SeqCst);
+        while busy < spread_to {
+            match self.busy.compare_exchange_weak(
+                busy,
+                busy + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return self.spawn(),
+                Err(now) => busy = now,
+            }
+        }
+    }
+
+    /// The next ready node for a task that has run out of its own; `None` once the queue
+    /// is empty, and the task no longer counts as busy.
+    fn take_ready(&self) -> Option<NodeId> {
+        loop {
+            if let Some(node) = self.ready.pop() {
+                return Some(node);
+            }
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+            // A node added meanwhile by a task that saw this one busy (and so started no
+            // task for it) is this task's to take.
+            if !self.ready.has_next() {
+                return None;
+            }
+            self.busy.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A task's step waits: the task no longer counts as busy, and hands the ready nodes to
+    /// a new task.
+    fn idle(self: &Arc<Self>) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+        if self.ready.has_next() {
+            self.spread();
+        }
     }
 
     /// Fails the run with `error` (unless it failed already), stops every step from
@@ -194,18 +331,25 @@ impl Lanes {
     /// Polls `step`: its output, or `None` once the run has stopped. A step that waits is
     /// dropped where it waits, as an aborted task's would be. The listening for the stop
     /// (`stopping`, kept by the task for all its steps) is set up at the task's first wait:
-    /// a step that ends without waiting never pays for it.
+    /// a step that ends without waiting never pays for it. While the step waits (`waiting`),
+    /// its task does not count as busy.
     fn poll_step<'a, F: Future>(
-        &'a self,
+        self: &'a Arc<Self>,
         step: Pin<&mut F>,
-        stopping: &mut Option<Pin<Box<Notified<'a>>>>,
+        (stopping, waiting): (&mut Option<Pin<Box<Notified<'a>>>>, &mut bool),
         cx: &mut Context<'_>,
     ) -> Poll<Option<F::Output>> {
         if stopping.is_some() && self.is_stopped() {
             return Poll::Ready(None);
         }
         if let Poll::Ready(output) = step.poll(cx) {
+            if std::mem::take(waiting) {
+                self.busy.fetch_add(1, Ordering::SeqCst);
+            }
             return Poll::Ready(Some(output));
+        }
+        if !std::mem::replace(waiting, true) {
+            self.idle();
         }
         // A `Notified` hears every `notify_waiters` from the moment it is made, polled or
         // not; `stop` sets the flag before it notifies.
@@ -226,16 +370,16 @@ impl Lanes {
     }
 
     /// Takes in how a node ended; returns the node this task goes on with, if any, and
-    /// spawns the others that became ready.
+    /// queues the others that became ready.
     fn settle(self: &Arc<Self>, (node, finished): Completion) -> Option<NodeId> {
         let mut next = None;
-        // The first node made ready goes on in this task, the others get tasks of their
-        // own: on one thread, nodes start in the graph's order.
+        // The first node made ready goes on in this task, the others wait in the queue: on
+        // one thread, nodes start in the graph's order.
         let mut ready = |lanes: &Arc<Self>, dependent: NodeId| {
             if next.is_none() {
                 next = Some(dependent);
             } else {
-                lanes.spawn(dependent);
+                lanes.enqueue(dependent);
             }
         };
         match finished {
@@ -289,17 +433,20 @@ impl Lanes {
     }
 }
 
-/// A step task: runs its node, then each node it makes ready that no other task takes.
-/// (An `async move` block rather than an `async fn`, which would hold its arguments twice.)
+/// A step task: runs its node (or, without one, the next ready node), then each node it
+/// makes ready that it keeps, then ready nodes from the queue until it is empty. Counted
+/// busy by whoever starts it. (An `async move` block rather than an `async fn`, which would
+/// hold its arguments twice.)
 #[expect(
     clippy::manual_async_fn,
     reason = "an `async fn` future holds its arguments twice (rust-lang/rust#62958)"
 )]
-fn run_lane(mut lane: Lane, node: NodeId) -> impl Future<Output = ()> + Send {
+fn run_lane(mut lane: Lane, first: Option<NodeId>) -> impl Future<Output = ()> + Send {
     async move {
         // Borrowed from the lane, not cloned: once the lane is dropped, this task holds
         // nothing of the run.
         if let Some(lanes) = lane.lanes.as_ref()
+            && let Some(node) = first.or_else(|| lanes.take_ready())
             // A task that the run's stop came before starts nothing.
             && !lanes.is_stopped()
         {
@@ -317,13 +464,32 @@ fn run_lane(mut lane: Lane, node: NodeId) -> impl Future<Output = ()> + Send {
             // on with reuses: the task itself stays a few words, which tokio copies into
             // `spawn`, into the task's cell and over it when it ends.
             let mut step = Box::pin(attempts(node));
-            let mut stopping = None;
-            while let Some(completion) =
-                std::future::poll_fn(|cx| lanes.poll_step(step.as_mut(), &mut stopping, cx)).await
+            let (mut stopping, mut waiting) = (None, false);
+            let mut turn = Turn::default();
+            while let Some(completion) = std::future::poll_fn(|cx| {
+                lanes.poll_step(step.as_mut(), (&mut stopping, &mut waiting), cx)
+            })
+            .await
             {
-                match lanes.settle(completion) {
-                    Some(next) => step.set(attempts(next)),
-                    None => break,
+                match lanes.settle(completion).or_else(|| lanes.take_ready()) {
+                    Some(next) if !lanes.is_stopped() => step.set(attempts(next)),
+                    _ => break,
+                }
+                if turn.is_over() {
+                    // Wakes itself and returns: tokio polls the task again after the other
+                    // tasks that are ready. (Not `tokio::task::yield_now`, which defers the
+                    // wake to a list that each `block_on` allocates anew: the allocation
+                    // counts of a run would depend on its timing.)
+                    let mut yielded = false;
+                    std::future::poll_fn(|cx| {
+                        if std::mem::replace(&mut yielded, true) {
+                            Poll::Ready(())
+                        } else {
+                            cx.waker().wake_by_ref();
+                            Poll::Pending
+                        }
+                    })
+                    .await;
                 }
             }
         }
@@ -331,15 +497,55 @@ fn run_lane(mut lane: Lane, node: NodeId) -> impl Future<Output = ()> + Send {
     }
 }
 
-/// Whether a run can use decentralised readiness: nothing to store, a task per step, no
+/// How long a task runs steps before it gives its worker back to tokio, for the other tasks
+/// on that worker: tokio's guidance for the time between two `.await`s that yield is 10 to
+/// 100 µs, and a step that computes longer than that should run in `spawn_blocking`.
+const TURN: Duration = Duration::from_millis(1);
+
+/// How many steps a task runs between two looks at the clock.
+const STEPS_PER_LOOK: u32 = 16;
+
+/// A task's turn on its worker: steps that never wait run one after another in the same
+/// poll of the task, and a task that has run them for [`TURN`] yields. The clock is read
+/// every [`STEPS_PER_LOOK`] steps, not every step (a read costs a few percent of a step
+/// that computes little), and never by a task that runs fewer.
+#[derive(Default)]
+struct Turn {
+    steps: u32,
+    since: Option<Instant>,
+}
+
+impl Turn {
+    /// Counts a step; whether the task's turn is over (the count starts again from there).
+    fn is_over(&mut self) -> bool {
+        self.steps = self.steps.wrapping_add(1);
+        if !self.steps.is_multiple_of(STEPS_PER_LOOK) {
+            return false;
+        }
+        let now = Instant::now();
+        match self.since {
+            Some(since) if now.duration_since(since) < TURN => false,
+            Some(_) => {
+                self.since = Some(now);
+                true
+            }
+            None => {
+                self.since = Some(now);
+                false
+            }
+        }
+    }
+}
+
+/// Whether a run can use decentralised readiness: nothing to store, steps in tasks, no
 /// limit on how many run at once (the limit needs one place that counts).
 pub(super) fn applies(options: &super::RunOptions) -> bool {
     options.parallelism == super::Parallelism::Tasks && options.max_concurrency.is_none()
 }
 
-/// Drives a run that keeps nothing in a store, with a task per step and no concurrency
+/// Drives a run that keeps nothing in a store, with steps in tasks and no concurrency
 /// limit. The first root runs in the run's own task (a chain then never spawns); the
-/// other roots get tasks.
+/// other roots wait in the queue of ready nodes.
 pub(super) async fn drive(
     graph: &'static Graph,
     run: Arc<dyn Nodes>,
@@ -360,19 +566,24 @@ pub(super) async fn drive(
         .enumerate()
         .filter(|(_, n)| n.deps.is_empty())
         .map(|(index, _)| NodeId(index));
-    let first = roots.next();
-    for root in roots {
-        lanes.spawn(root);
-    }
     // Not boxed: a lane's future is a few words (its attempts have a box of their own).
-    let mut inline = pin!(first.map(|root| run_lane(lanes.lane(), root)));
+    let mut inline = pin!(roots.next().map(|root| {
+        lanes.busy.fetch_add(1, Ordering::SeqCst);
+        run_lane(lanes.lane(), Some(root))
+    }));
+    for root in roots {
+        lanes.enqueue(root);
+    }
     // Polled once before anything else is waited for: steps that never wait (a chain of
     // computations) end the run without setting up the wait for its cancellation.
+    let mut just_polled = false;
     if !cancel.is_cancelled()
         && let Some(mut lane) = inline.as_mut().as_pin_mut()
-        && std::future::poll_fn(|cx| Poll::Ready(lane.as_mut().poll(cx).is_ready())).await
     {
-        inline.set(None);
+        match std::future::poll_fn(|cx| Poll::Ready(lane.as_mut().poll(cx))).await {
+            Poll::Ready(()) => inline.set(None),
+            Poll::Pending => just_polled = true,
+        }
     }
     let ended = &lanes.ended;
     let stopped: Option<RunError> = loop {
@@ -388,13 +599,17 @@ pub(super) async fn drive(
             biased;
             () = cancel.cancelled() => break Some(RunError::Cancelled),
             error = deadline.expired() => break Some(error),
-            () = async {
-                match inline.as_mut().as_pin_mut() {
-                    Some(lane) => lane.await,
-                    None => std::future::pending().await,
-                }
-            }, if inline.is_some() => inline.set(None),
-            () = notified => {}
+            // Not polled twice in one poll of the run's task: after a first poll that did
+            // not end it, it is waiting (and will wake the task), or yielding its worker,
+            // which a second poll would undo (a yield is over once polled again).
+            () = std::future::poll_fn(|cx| match inline.as_mut().as_pin_mut() {
+                Some(_) if std::mem::take(&mut just_polled) => Poll::Pending,
+                Some(lane) => lane.poll(cx),
+                None => Poll::Pending,
+            }), if inline.is_some() => inline.set(None),
+            // The run's own lane, if it still runs, was polled just before (the branches
+            // are polled in order) and is waiting or yielding.
+            () = notified => just_polled = inline.is_some(),
         }
     };
     // Stopped by the run's task, by a failing step, or ended: in the first two cases every
