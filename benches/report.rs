@@ -38,7 +38,7 @@ const SHAPES: [(&str, f64, &str, f64); 11] = [
 
 /// The variants compared: (generated, its baseline, the mode's name).
 const PAIRS: [(&str, &str, &str); 3] = [
-    ("generated_tasks", "tokio_spawn", "task per step"),
+    ("generated_tasks", "tokio_spawn", "tasks"),
     ("generated_single_task", "tokio_single_task", "one task"),
     ("generated", "by_hand", "one node at a time"),
 ];
@@ -461,7 +461,7 @@ fn overhead_plot(rows: &[Row]) -> String {
     let mut lines = Vec::new();
     let colours = [("chain", "#1f77b4"), ("fan-out", "#d62728")];
     for (family, colour) in colours {
-        for (mode, dashed) in [("task per step", false), ("one task", true)] {
+        for (mode, dashed) in [("tasks", false), ("one task", true)] {
             let of = |pick: fn(&Row) -> f64| -> Vec<(f64, f64)> {
                 rows.iter()
                     .filter(|row| row.family == family && row.mode == mode)

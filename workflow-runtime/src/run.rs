@@ -129,7 +129,9 @@ pub enum Parallelism {
     #[default]
     Tasks,
     /// Every step's future is polled from the run's own task: steps still overlap while
-    /// they wait (I/O, LLM calls), never on two threads at once, at a lower cost per step.
+    /// they wait (I/O, LLM calls), never on two threads at once. For a run that must stay
+    /// on one thread: it costs more per step than [`Parallelism::Tasks`], which runs steps
+    /// that compute one after another in a few tasks without polling a set of futures.
     SingleTask,
 }
 
