@@ -254,6 +254,48 @@ workflow! {
     }
 }
 
+#[step]
+fn plus_one(x: u32) -> u32 {
+    x + 1
+}
+
+workflow! {
+    /// Steps that never wait, eight ready at once twice over: the run's tasks take them
+    /// from its queue of ready nodes, on two threads at once.
+    Wide(x: u32) -> u32 {
+        let a = plus_one(x);
+        let b1 = plus_one(a); let b2 = plus_one(a); let b3 = plus_one(a); let b4 = plus_one(a);
+        let b5 = plus_one(a); let b6 = plus_one(a); let b7 = plus_one(a); let b8 = plus_one(a);
+        let c1 = add(b1, b2); let c2 = add(b3, b4); let c3 = add(b5, b6); let c4 = add(b7, b8);
+        let d1 = plus_one(c1); let d2 = plus_one(c1); let d3 = plus_one(c2); let d4 = plus_one(c2);
+        let d5 = plus_one(c3); let d6 = plus_one(c3); let d7 = plus_one(c4); let d8 = plus_one(c4);
+        let e1 = add(d1, d2); let e2 = add(d3, d4); let e3 = add(d5, d6); let e4 = add(d7, d8);
+        let f1 = add(e1, e2); let f2 = add(e3, e4);
+        add(f1, f2)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_made_ready_together_each_run_once_however_the_tasks_share_them() {
+    // b = x + 2, c = 2b, d = 2b + 1, e = 4b + 2, f = 8b + 4, the output 16b + 8.
+    let expected = |x: u32| 16 * (x + 2) + 8;
+    let runs: Vec<_> = (0..2_000).map(|x| (x, Wide::new().start(x))).collect();
+    for (x, handle) in runs {
+        let events = handle.events();
+        let output = tokio::time::timeout(Duration::from_secs(20), handle)
+            .await
+            .expect("the run ends");
+        assert_eq!(output.expect("succeeds"), expected(x));
+        let started = events
+            .collect()
+            .await
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::StepStarted { .. }))
+            .count();
+        assert_eq!(started, 28, "every node started exactly once");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_whose_inputs_end_on_two_threads_start_once_with_every_input() {
     // x + 1 = a; b = a + 1; c = 2b; d = 2b + 1; the sum is 3(2b + 1).
