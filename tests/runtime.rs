@@ -1,8 +1,7 @@
 //! The scheduler's guarantees, on small purpose-built workflows.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use workflow::prelude::*;
@@ -275,6 +274,14 @@ workflow! {
     }
 }
 
+/// How many `step_started` events a run's log holds.
+fn steps_started(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StepStarted { .. }))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_made_ready_together_each_run_once_however_the_tasks_share_them() {
     // b = x + 2, c = 2b, d = 2b + 1, e = 4b + 2, f = 8b + 4, the output 16b + 8.
@@ -286,12 +293,7 @@ async fn nodes_made_ready_together_each_run_once_however_the_tasks_share_them() 
             .await
             .expect("the run ends");
         assert_eq!(output.expect("succeeds"), expected(x));
-        let started = events
-            .collect()
-            .await
-            .iter()
-            .filter(|e| matches!(e.kind, EventKind::StepStarted { .. }))
-            .count();
+        let started = steps_started(&events.collect().await);
         assert_eq!(started, 28, "every node started exactly once");
     }
 }
@@ -305,11 +307,11 @@ async fn joins_whose_inputs_end_on_two_threads_start_once_with_every_input() {
         let events = handle.events();
         assert_eq!(handle.await.expect("succeeds"), expected(x));
         let events = events.collect().await;
-        let started = events
-            .iter()
-            .filter(|e| matches!(e.kind, EventKind::StepStarted { .. }))
-            .count();
-        assert_eq!(started, 12, "every node started exactly once");
+        assert_eq!(
+            steps_started(&events),
+            12,
+            "every node started exactly once"
+        );
         for (i, event) in events.iter().enumerate() {
             assert_eq!(event.seq, i as u64, "sequence numbers are gapless");
         }
@@ -749,13 +751,7 @@ async fn permanent_errors_are_not_retried() {
         panic!("{error:?}")
     };
     assert_eq!(source.kind(), ErrorKind::Permanent);
-    let started = events
-        .collect()
-        .await
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::StepStarted { .. }))
-        .count();
-    assert_eq!(started, 1);
+    assert_eq!(steps_started(&events.collect().await), 1);
 }
 
 #[step(timeout = "1s", retries = 1, backoff = "10ms..10ms", jitter = "none")]
@@ -887,75 +883,6 @@ async fn a_panicking_step_fails_the_run_instead_of_the_process() {
             "step `panics` failed: panicked: x is too small"
         );
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Tracing
-
-#[derive(Default, Clone)]
-struct Spans(Arc<Mutex<Vec<String>>>);
-
-impl tracing::Subscriber for Spans {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut fields = FieldText(String::new());
-        span.record(&mut fields);
-        let mut spans = self.0.lock().expect("lock");
-        spans.push(format!("{}{}", span.metadata().name(), fields.0));
-        tracing::span::Id::from_u64(spans.len() as u64)
-    }
-    fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        let mut fields = FieldText(String::new());
-        values.record(&mut fields);
-        let mut spans = self.0.lock().expect("lock");
-        let index = usize::try_from(span.into_u64()).expect("small") - 1;
-        spans[index].push_str(&fields.0);
-    }
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-struct FieldText(String);
-
-impl tracing::field::Visit for FieldText {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() != "run_id" {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-    }
-}
-
-#[test]
-fn runs_and_steps_are_tracing_spans() {
-    let spans = Spans::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    tracing::subscriber::with_default(spans.clone(), || {
-        runtime.block_on(async {
-            Flaky::new(Attempts::default())
-                .with_options(RunOptions::new().parallelism(Parallelism::SingleTask))
-                .run(7)
-                .await
-                .expect("succeeds");
-        });
-    });
-    let spans = spans.0.lock().expect("lock").clone();
-    assert_eq!(
-        spans,
-        [
-            "workflow.run workflow=\"Flaky\" outcome=\"succeeded\"",
-            "workflow.step node=\"flaky\" step=\"flaky\" attempt=1 outcome=\"retrying\"",
-            "workflow.step node=\"flaky\" step=\"flaky\" attempt=2 outcome=\"retrying\"",
-            "workflow.step node=\"flaky\" step=\"flaky\" attempt=3 outcome=\"succeeded\"",
-        ]
-    );
 }
 
 #[test]
