@@ -4,6 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+#[path = "support/flaky.rs"]
+mod flaky;
+
+use flaky::{Attempts, Flaky};
 use workflow::prelude::*;
 use workflow::{ErrorKind, Parallelism, RunId};
 
@@ -621,25 +625,6 @@ async fn cancelling_a_run_drops_the_steps_waiting_in_every_task() {
 
 // ---------------------------------------------------------------------------------------
 // Policies
-
-#[derive(Default)]
-struct Attempts(AtomicUsize);
-
-#[step(retries = 3, backoff = "100ms..150ms", jitter = "none")]
-fn flaky(ctx: &Attempts, x: u32) -> Result<u32, StepError> {
-    let attempt = ctx.0.fetch_add(1, Ordering::SeqCst) + 1;
-    if attempt < 3 {
-        return Err(StepError::msg(format!("attempt {attempt} failed")));
-    }
-    Ok(x)
-}
-
-workflow! {
-    /// Succeeds on the third attempt.
-    Flaky(ctx: Attempts, x: u32) -> u32 {
-        flaky(x)
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn failed_attempts_are_retried_with_backoff() {

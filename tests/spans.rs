@@ -3,31 +3,15 @@
 //! at once, which can leave a span's callsite disabled for it (`tracing` caches each
 //! callsite's interest process-wide).
 
+#[path = "support/flaky.rs"]
+mod flaky;
+
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use flaky::{Attempts, Flaky};
 use workflow::Parallelism;
 use workflow::prelude::*;
-
-#[derive(Default)]
-struct Attempts(AtomicUsize);
-
-#[step(retries = 3, backoff = "100ms..150ms", jitter = "none")]
-fn flaky(ctx: &Attempts, x: u32) -> Result<u32, StepError> {
-    let attempt = ctx.0.fetch_add(1, Ordering::SeqCst) + 1;
-    if attempt < 3 {
-        return Err(StepError::msg(format!("attempt {attempt} failed")));
-    }
-    Ok(x)
-}
-
-workflow! {
-    /// Succeeds on the third attempt.
-    Flaky(ctx: Attempts, x: u32) -> u32 {
-        flaky(x)
-    }
-}
 
 #[derive(Default, Clone)]
 struct Spans(Arc<Mutex<Vec<String>>>);
