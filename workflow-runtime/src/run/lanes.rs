@@ -116,32 +116,33 @@ impl Ready {
         self.slots[slot].store(node.0, Ordering::SeqCst);
     }
 
-    /// The node at the head, if it can be taken.
+    /// The head slot's index and node, if the node can be taken.
+    fn peek(&self) -> Option<(usize, NodeId)> {
+        let head = self.head.load(Ordering::SeqCst);
+        if head >= self.tail.load(Ordering::SeqCst) {
+            return None;
+        }
+        let node = self.slots[head].load(Ordering::SeqCst);
+        (node != Self::EMPTY).then_some((head, NodeId(node)))
+    }
+
+    /// Takes the node at the head, if it can be taken.
     fn pop(&self) -> Option<NodeId> {
         loop {
-            let head = self.head.load(Ordering::SeqCst);
-            if head >= self.tail.load(Ordering::SeqCst) {
-                return None;
-            }
-            let node = self.slots[head].load(Ordering::SeqCst);
-            if node == Self::EMPTY {
-                return None;
-            }
+            let (head, node) = self.peek()?;
             if self
                 .head
                 .compare_exchange_weak(head, head + 1, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                return Some(NodeId(node));
+                return Some(node);
             }
         }
     }
 
     /// Whether the node at the head can be taken.
     fn has_next(&self) -> bool {
-        let head = self.head.load(Ordering::SeqCst);
-        head < self.tail.load(Ordering::SeqCst)
-            && self.slots[head].load(Ordering::SeqCst) != Self::EMPTY
+        self.peek().is_some()
     }
 }
 
@@ -476,25 +477,28 @@ fn run_lane(mut lane: Lane, first: Option<NodeId>) -> impl Future<Output = ()> +
                     _ => break,
                 }
                 if turn.is_over() {
-                    // Wakes itself and returns: tokio polls the task again after the other
-                    // tasks that are ready. (Not `tokio::task::yield_now`, which defers the
-                    // wake to a list that each `block_on` allocates anew: the allocation
-                    // counts of a run would depend on its timing.)
-                    let mut yielded = false;
-                    std::future::poll_fn(|cx| {
-                        if std::mem::replace(&mut yielded, true) {
-                            Poll::Ready(())
-                        } else {
-                            cx.waker().wake_by_ref();
-                            Poll::Pending
-                        }
-                    })
-                    .await;
+                    yield_once().await;
                 }
             }
         }
         lane.finish();
     }
+}
+
+/// Gives the worker back to tokio once: wakes its task and returns pending, so tokio polls
+/// the task again after the other tasks that are ready. (Not `tokio::task::yield_now`, which
+/// defers the wake to a list that each `block_on` allocates anew: the allocation counts of a
+/// run would depend on its timing.)
+fn yield_once() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if std::mem::replace(&mut yielded, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
 }
 
 /// How long a task runs steps before it gives its worker back to tokio, for the other tasks
