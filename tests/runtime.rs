@@ -82,6 +82,113 @@ async fn independent_steps_run_on_several_threads_at_once() {
     assert_eq!(output.expect("succeeds"), 42);
 }
 
+/// Whether a step has raised it, and the signal to wait for it.
+#[derive(Default)]
+struct Signal {
+    raised: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+/// Raises the signal.
+#[step]
+fn raise(ctx: &Signal, x: u32) -> u32 {
+    *ctx.raised.lock().unwrap() = true;
+    ctx.changed.notify_all();
+    x
+}
+
+/// Computes for 20 ms (blocking its thread), then blocks up to ten seconds more for the
+/// signal: whether it came.
+#[step]
+fn long_then_wait_for_signal(ctx: &Signal, x: u32) -> bool {
+    std::thread::sleep(Duration::from_millis(20));
+    let raised = ctx.raised.lock().unwrap();
+    let (raised, _) = ctx
+        .changed
+        .wait_timeout_while(raised, Duration::from_secs(10), |raised| !*raised)
+        .unwrap();
+    *raised && x == 1
+}
+
+#[step]
+fn first_of(long: bool, _short: u32) -> bool {
+    long
+}
+
+workflow! {
+    /// A long step, and a short one beside it that the long one waits for.
+    LongBesideShort(ctx: Signal, x: u32) -> bool {
+        let long = long_then_wait_for_signal(x);
+        let short = raise(x);
+        first_of(long, short)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_step_does_not_hold_up_the_ready_nodes_behind_it() {
+    // The first run knows nothing of its steps' times; the others know the long one took
+    // 20 ms, and the short one a moment: it still goes to another task.
+    for run in 0..4 {
+        let output = LongBesideShort::new(Signal::default()).run(1).await;
+        assert!(
+            output.expect("succeeds"),
+            "run {run}: the short step waited"
+        );
+    }
+    let costs = LongBesideShort::graph().costs;
+    assert!(costs[0].last() >= Some(Duration::from_millis(20)));
+    assert!(costs[1].last().is_some());
+}
+
+#[step]
+fn echo(x: u32) -> u32 {
+    x
+}
+
+/// How many tasks the runtime has.
+#[step]
+fn tasks_alive(_a: u32, _b: u32) -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+workflow! {
+    /// A root, two leaves that do nothing, and a look at how many tasks there are.
+    TwoLightLeaves(x: u32) -> usize {
+        let root = echo(x);
+        let a = echo(root);
+        let b = echo(root);
+        tasks_alive(a, b)
+    }
+}
+
+#[tokio::test]
+async fn nodes_made_ready_beside_light_steps_share_their_task() {
+    // The first run has not measured its steps: the leaf made ready beside the other goes
+    // to a task of its own (not yet polled, on this one thread, when the last step looks).
+    let first = TwoLightLeaves::new().run(1).await.expect("succeeds");
+    assert_eq!(first, 1);
+    // From then on the leaves are known to take a moment: the queued one waits for the
+    // run's task. (A step preempted by the machine once measures long: a run or two
+    // may still spread.)
+    let mut shared = 0;
+    for _ in 0..20 {
+        if TwoLightLeaves::new().run(1).await.expect("succeeds") == 0 {
+            shared += 1;
+        }
+    }
+    let costs: Vec<_> = TwoLightLeaves::graph()
+        .costs
+        .iter()
+        .map(workflow::NodeCost::last)
+        .collect();
+    assert!(
+        shared >= 15,
+        "{shared} of 20 runs kept one task; times {costs:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_single_task_run_still_overlaps_waiting_steps() {
     let options = RunOptions::new().parallelism(Parallelism::SingleTask);

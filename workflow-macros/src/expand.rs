@@ -863,7 +863,10 @@ fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) ->
         .output_ty
         .as_ref()
         .map_or_else(|| "()".to_owned(), type_string);
+    let count = graph.nodes.len();
     quote! {
+        static __WF_COSTS: [#private::NodeCost; #count] =
+            [const { #private::NodeCost::new() }; #count];
         static __WF_GRAPH: #private::Graph = #private::Graph {
             name: #name,
             doc: #doc,
@@ -872,6 +875,7 @@ fn graph_static(graph: &Graph, aliases: &[syn::Ident], private: &TokenStream) ->
             output: #output,
             output_type: #output_type,
             shape: #private::Shape::Dataflow,
+            costs: &__WF_COSTS,
         };
     }
 }

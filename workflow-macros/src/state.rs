@@ -951,6 +951,7 @@ fn graph_static(graph: &StateGraph, aliases: &[Ident], private: &TokenStream) ->
                 start: #private::NodeId(0),
                 next: &[#(#next),*],
             }),
+            costs: &[],
         };
     }
 }

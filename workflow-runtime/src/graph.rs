@@ -5,6 +5,8 @@
 //! it, and tools (progress display, HTTP service, docs) read it.
 
 use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use crate::policy::{OnFailure, Policy};
 
@@ -195,6 +197,52 @@ pub struct Graph {
     pub output_type: &'static str,
     /// Dataflow or state graph, and for a state graph its transitions.
     pub shape: Shape,
+    /// Per node, how long its step last took in a run in memory: what the scheduler reads
+    /// to decide whether ready nodes are worth another task. Not part of the description
+    /// (not serialized); empty for a state graph, whose nodes run one at a time.
+    #[serde(skip)]
+    pub costs: &'static [NodeCost],
+}
+
+/// How long a node's step last took, as the runtime measured it in runs in memory (every
+/// run of the workflow, across threads). `workflow!` makes one per node, in a `static`.
+///
+/// A step's time is written only when it differs from the one kept by more than a factor
+/// of four, so that steps of the same graph ending on several threads do not keep writing
+/// one cache line.
+#[derive(Debug)]
+pub struct NodeCost(AtomicU32);
+
+impl NodeCost {
+    /// A node not measured yet.
+    pub const fn new() -> Self {
+        Self(AtomicU32::new(0))
+    }
+
+    /// The step's last time, to within a factor of four, if it ran (at most about 4.3
+    /// seconds).
+    pub fn last(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(u64::from(nanos))),
+        }
+    }
+
+    /// Takes in a step's time: kept if it is more than four times the time kept, or less
+    /// than a quarter of it.
+    pub(crate) fn record(&self, took: Duration) {
+        let nanos = u32::try_from(took.as_nanos()).unwrap_or(u32::MAX).max(1);
+        let kept = self.0.load(Ordering::Relaxed);
+        if kept == 0 || nanos / 4 > kept || nanos < kept / 4 {
+            self.0.store(nanos, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Default for NodeCost {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A transition of a state graph: an edge, a route's arm, or a route's bound.
@@ -683,5 +731,39 @@ impl NodeFinder<'_> {
             Some(index) => index.get(name).copied(),
             None => self.graph.find(name),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::NodeCost;
+
+    #[test]
+    fn a_node_cost_keeps_the_last_time_within_a_factor_of_four() {
+        let cost = NodeCost::new();
+        assert_eq!(cost.last(), None);
+        cost.record(Duration::from_micros(1));
+        assert_eq!(cost.last(), Some(Duration::from_micros(1)));
+        // Within a factor of four: the time kept stays (no write).
+        cost.record(Duration::from_nanos(3_900));
+        cost.record(Duration::from_nanos(260));
+        assert_eq!(cost.last(), Some(Duration::from_micros(1)));
+        // Ten times longer: kept.
+        cost.record(Duration::from_micros(10));
+        assert_eq!(cost.last(), Some(Duration::from_micros(10)));
+        // Shorter again, by more than four: kept.
+        cost.record(Duration::from_nanos(200));
+        assert_eq!(cost.last(), Some(Duration::from_nanos(200)));
+    }
+
+    #[test]
+    fn a_node_cost_saturates_and_never_reads_as_unmeasured() {
+        let cost = NodeCost::new();
+        cost.record(Duration::ZERO);
+        assert_eq!(cost.last(), Some(Duration::from_nanos(1)));
+        cost.record(Duration::from_secs(3600));
+        assert_eq!(cost.last(), Some(Duration::from_nanos(u64::from(u32::MAX))));
     }
 }

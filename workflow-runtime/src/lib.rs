@@ -31,8 +31,8 @@ pub mod private;
 pub use durable::{BoxFuture, Durable, DynDurable, HistoryStep, JsonRun};
 pub use events::{Event, EventKind, EventStream};
 pub use graph::{
-    Arm, Bound, Edge, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
-    Transition,
+    Arm, Bound, Edge, Graph, InputDef, Next, NodeCost, NodeDef, NodeId, Shape, Source,
+    StateGraphDef, Target, Transition,
 };
 pub use policy::{Backoff, Jitter, OnFailure, Policy};
 pub use report::{Progress, RunSummary, StepOutcome, StepSummary, human};

@@ -273,6 +273,7 @@ mod tests {
             output: Source::Input(0),
             output_type: "u32",
             shape: Shape::Dataflow,
+            costs: &[],
         };
         let graph = &GRAPH;
         let mut live = Live::new(graph, ProgressDrawTarget::hidden());

@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 use futures_util::FutureExt as _;
 
 pub use crate::graph::{
-    Arm, Bound, Graph, InputDef, Next, NodeDef, NodeId, Shape, Source, StateGraphDef, Target,
+    Arm, Bound, Graph, InputDef, Next, NodeCost, NodeDef, NodeId, Shape, Source, StateGraphDef,
+    Target,
 };
 pub use crate::policy::{Backoff, Jitter, OnFailure, Policy};
 pub use crate::run::{RunError, RunHandle, RunOptions};

@@ -1505,7 +1505,7 @@ fn node_attempts(
             .await;
         }
         let def = graph.node(node);
-        let (result, made, _) = attempts(
+        let (result, made, took) = attempts(
             Attempts::of(def),
             (log, None),
             (seed, node.0 as u64),
@@ -1513,6 +1513,9 @@ fn node_attempts(
             |_| run.node(node),
         )
         .await;
+        if let Some(cost) = graph.costs.get(node.0) {
+            cost.record(took);
+        }
         let done = |made: u32, _: Option<(u32, Duration)>| {
             Finished::Done(Done {
                 success: None,

@@ -5,14 +5,25 @@
 //! starts the roots, watches for cancellation and the deadline, and ends the run once no step
 //! is left in flight (or one failed).
 //!
-//! A task is spawned only where it adds something: while fewer of the run's tasks are busy
-//! than the runtime has workers (plus one: tokio runs the first task a worker spawns on that
-//! worker, after the spawner, where no other worker can take it), and whenever a task's step
-//! waits with nodes left in the queue, which it hands to a new task. So steps that compute
-//! (a fan-out of a thousand) run in about as many tasks as there are workers, not one task
-//! each, and steps that wait (calls to an LLM) each end up in a task of their own, all
-//! waiting at once. A task that has run steps for a millisecond without waiting yields to
-//! tokio, so a long run of steps does not keep other tasks from its worker.
+//! A task is spawned only where it adds something:
+//! - while fewer of the run's tasks are busy than the runtime has workers (plus one: tokio
+//!   runs the first task a worker spawns on that worker, after the spawner, where no other
+//!   worker can take it), if the work it would take is worth a task: the queue holds
+//!   [`WORTH_A_TASK`] of work, or a task is about to start a step that takes that long,
+//!   with nodes in the queue behind it. Each node's step time is the one its last run
+//!   measured ([`NodeCost`], kept in the workflow's static graph); a step that never ran
+//!   counts as long. A run of light steps (a pipeline of transformations) then stays in
+//!   one task, where a helper task on another worker would cost more than it saves;
+//! - whenever a task's step waits with nodes left in the queue, which it hands to a new
+//!   task, whatever their times.
+//!
+//! So steps that compute (a fan-out of a thousand) run in about as many tasks as there are
+//! workers, not one task each, and steps that wait (calls to an LLM) each end up in a task
+//! of their own, all waiting at once. A task that has run steps for a millisecond without
+//! waiting yields to tokio, so a long run of steps does not keep other tasks from its
+//! worker. A step whose time jumps (light in its last run, long in this one) without
+//! waiting holds up the nodes queued behind it until it ends, as a task in tokio's LIFO
+//! slot would.
 //!
 //! Each node's count of missing inputs is an atomic: the step that brings it to zero owns
 //! the node's start, so every node starts exactly once. What is rare (a skipped node, a
@@ -41,7 +52,7 @@ use super::{
 };
 use crate::cache::NodeCache;
 use crate::events::{EventKind, EventLog};
-use crate::graph::{Graph, NodeId};
+use crate::graph::{Graph, NodeCost, NodeId};
 use crate::private::Nodes;
 
 /// What the steps of one run share. In declaration order (`repr(C)`): what every step
@@ -111,9 +122,12 @@ impl Ready {
         }
     }
 
-    fn push(&self, node: NodeId) {
+    /// Adds `node` at the tail; how many nodes the queue then holds (taken or not, the
+    /// moment it was added).
+    fn push(&self, node: NodeId) -> usize {
         let slot = self.tail.fetch_add(1, Ordering::SeqCst);
         self.slots[slot].store(node.0, Ordering::SeqCst);
+        (slot + 1).saturating_sub(self.head.load(Ordering::SeqCst))
     }
 
     /// The head slot's index and node, if the node can be taken.
@@ -262,19 +276,42 @@ impl Lanes {
         ));
     }
 
-    /// Adds `node` to the queue of ready nodes, and starts a task to take it unless enough
-    /// are busy.
+    /// Adds `node` to the queue of ready nodes, and starts a task to take from it unless
+    /// enough are busy or the queue holds too little work to be worth a task.
     fn enqueue(self: &Arc<Self>, node: NodeId) {
-        self.ready.push(node);
-        self.spread();
+        let queued = self.ready.push(node);
+        if self.busy.load(Ordering::SeqCst) < self.spread_to()
+            && worth_a_task(self.last_took(node), queued)
+        {
+            self.spread();
+        }
+    }
+
+    /// A task is about to run `node`'s step: if the step may take long (it did last time,
+    /// or it never ran) and ready nodes wait in the queue, another task takes them rather
+    /// than let them wait for the step.
+    fn starting(self: &Arc<Self>, node: NodeId) {
+        if worth_a_task(self.last_took(node), 1) && self.ready.has_next() {
+            self.spread();
+        }
+    }
+
+    /// How long `node`'s step last took, if it ran before (in any run of the workflow).
+    fn last_took(&self, node: NodeId) -> Option<Duration> {
+        self.graph.costs.get(node.0).and_then(NodeCost::last)
+    }
+
+    /// One more than the runtime's workers (see [`Lanes::spread_to`]).
+    fn spread_to(&self) -> usize {
+        *self.spread_to.get_or_init(|| {
+            1 + tokio::runtime::Handle::try_current()
+                .map_or(1, |runtime| runtime.metrics().num_workers())
+        })
     }
 
     /// Starts a task to take from the queue of ready nodes, unless enough are busy.
     fn spread(self: &Arc<Self>) {
-        let spread_to = *self.spread_to.get_or_init(|| {
-            1 + tokio::runtime::Handle::try_current()
-                .map_or(1, |runtime| runtime.metrics().num_workers())
-        });
+        let spread_to = self.spread_to();
         let mut busy = self.busy.load(Ordering::SeqCst);
         while busy < spread_to {
             match self.busy.compare_exchange_weak(
@@ -452,6 +489,7 @@ fn run_lane(mut lane: Lane, first: Option<NodeId>) -> impl Future<Output = ()> +
             && !lanes.is_stopped()
         {
             let attempts = |node| {
+                lanes.starting(node);
                 node_attempts(
                     &lanes.run,
                     lanes.graph,
@@ -505,6 +543,24 @@ fn yield_once() -> impl Future<Output = ()> {
 /// on that worker: tokio's guidance for the time between two `.await`s that yield is 10 to
 /// 100 µs, and a step that computes longer than that should run in `spawn_blocking`.
 const TURN: Duration = Duration::from_millis(1);
+
+/// How much work in the queue of ready nodes is worth starting a task for: less than a
+/// task costs the run (its spawn, waking a worker that sleeps, and its end) plus the time
+/// it saves, which is at most half the work. A run that keeps its ready nodes in one task
+/// ends at most this much later than one that spreads them, as long as its steps take
+/// about as long as they did before.
+const WORTH_A_TASK: Duration = Duration::from_micros(10);
+
+/// Whether work that keeps a task busy is worth starting another task for: `count` steps
+/// that take as long as one did last time (`last`), or any step that never ran. The work
+/// a queue of ready nodes holds is counted as its length times the time of the node just
+/// added (counted anew at each node added); the work ahead of a queue, as the time of the
+/// step its task is about to run.
+fn worth_a_task(last: Option<Duration>, count: usize) -> bool {
+    last.is_none_or(|took| {
+        took.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX)) >= WORTH_A_TASK
+    })
+}
 
 /// How many steps a task runs between two looks at the clock.
 const STEPS_PER_LOOK: u32 = 16;
@@ -666,4 +722,34 @@ async fn end(
         return Err(failure);
     }
     Ok(control.paused)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{WORTH_A_TASK, worth_a_task};
+
+    #[test]
+    fn steps_that_never_ran_are_worth_a_task() {
+        assert!(worth_a_task(None, 1));
+        assert!(worth_a_task(None, 100));
+    }
+
+    #[test]
+    fn light_steps_are_worth_a_task_only_in_numbers() {
+        assert_eq!(WORTH_A_TASK, Duration::from_micros(10), "the counts below assume it");
+        let light = Duration::from_nanos(300);
+        assert!(!worth_a_task(Some(light), 1));
+        assert!(!worth_a_task(Some(light), 33));
+        assert!(worth_a_task(Some(light), 34));
+        assert!(worth_a_task(Some(light), usize::MAX));
+    }
+
+    #[test]
+    fn one_long_step_is_worth_a_task() {
+        assert!(worth_a_task(Some(WORTH_A_TASK), 1));
+        assert!(worth_a_task(Some(Duration::from_secs(4)), 1));
+        assert!(!worth_a_task(Some(Duration::from_nanos(9_999)), 1));
+    }
 }
