@@ -118,11 +118,13 @@ pub enum Parallelism {
     /// ready itself: it goes on with the first such node in its own task, and the others
     /// wait in the run's queue of ready nodes, which the run's tasks take from. A task is
     /// spawned while the run keeps fewer tasks busy than the runtime has workers (plus
-    /// one), and whenever a step waits (I/O, an LLM call) with ready nodes in the queue,
-    /// which its task hands to a new one: steps that compute run in about as many tasks as
-    /// there are workers, with no spawn per step, and steps that wait all wait at once, each
-    /// in a task. A task that has run steps for a millisecond without waiting yields its
-    /// worker to tokio's other tasks. (A durable run, or one with
+    /// one) if the work waiting is worth it (10 µs of steps by their last times, kept per
+    /// node in [`Graph::costs`](crate::Graph::costs), or a step never run), and whenever a
+    /// step waits (I/O, an LLM call) with ready nodes in the queue, which its task hands to
+    /// a new one: steps that compute run in about as many tasks as there are workers, with
+    /// no spawn per step, a few light steps in one, and steps that wait all wait at once,
+    /// each in a task. A task that has run steps for a millisecond without waiting yields
+    /// its worker to tokio's other tasks. (A durable run, or one with
     /// [`RunOptions::max_concurrency`], starts every step from the run's task, which stores
     /// checkpoints and counts steps in flight; a step that is the only one ready there runs
     /// in the run's task.)
