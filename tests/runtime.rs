@@ -97,17 +97,24 @@ fn raise(ctx: &Signal, x: u32) -> u32 {
     x
 }
 
+impl Signal {
+    /// Blocks the thread up to ten seconds for the signal: whether it came.
+    fn came(&self) -> bool {
+        let raised = self.raised.lock().unwrap();
+        let (raised, _) = self
+            .changed
+            .wait_timeout_while(raised, Duration::from_secs(10), |raised| !*raised)
+            .unwrap();
+        *raised
+    }
+}
+
 /// Computes for 20 ms (blocking its thread), then blocks up to ten seconds more for the
 /// signal: whether it came.
 #[step]
 fn long_then_wait_for_signal(ctx: &Signal, x: u32) -> bool {
     std::thread::sleep(Duration::from_millis(20));
-    let raised = ctx.raised.lock().unwrap();
-    let (raised, _) = ctx
-        .changed
-        .wait_timeout_while(raised, Duration::from_secs(10), |raised| !*raised)
-        .unwrap();
-    *raised && x == 1
+    ctx.came() && x == 1
 }
 
 #[step]
@@ -127,9 +134,12 @@ workflow! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_step_does_not_hold_up_the_ready_nodes_behind_it() {
     // The first run knows nothing of its steps' times; the others know the long one took
-    // 20 ms, and the short one a moment: it still goes to another task.
+    // 20 ms, and the short one a moment: it still goes to another task, on the other
+    // worker. Each run is driven from a task on a worker, as in a server.
     for run in 0..4 {
-        let output = LongBesideShort::new(Signal::default()).run(1).await;
+        let output = tokio::spawn(LongBesideShort::new(Signal::default()).run(1))
+            .await
+            .expect("the run's task ends");
         assert!(
             output.expect("succeeds"),
             "run {run}: the short step waited"
@@ -143,6 +153,57 @@ async fn a_long_step_does_not_hold_up_the_ready_nodes_behind_it() {
 #[step]
 fn echo(x: u32) -> u32 {
     x
+}
+
+/// Computes for 2 µs without waiting.
+#[step]
+fn spin_briefly(x: u32) -> u32 {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_micros(2) {
+        std::hint::spin_loop();
+    }
+    x + 1
+}
+
+/// Blocks up to ten seconds for the signal: whether it came.
+#[step]
+fn wait_for_signal(ctx: &Signal, x: u32) -> bool {
+    ctx.came() && x == 13
+}
+
+workflow! {
+    /// Twelve short steps in a row, beside one that raises a signal, which the last waits
+    /// for.
+    ChainBesideSignal(ctx: Signal, x: u32) -> bool {
+        let root = echo(x);
+        let s1 = spin_briefly(root);
+        let s2 = spin_briefly(s1);
+        let s3 = spin_briefly(s2);
+        let s4 = spin_briefly(s3);
+        let s5 = spin_briefly(s4);
+        let s6 = spin_briefly(s5);
+        let s7 = spin_briefly(s6);
+        let s8 = spin_briefly(s7);
+        let s9 = spin_briefly(s8);
+        let s10 = spin_briefly(s9);
+        let s11 = spin_briefly(s10);
+        let s12 = spin_briefly(s11);
+        let _raised = raise(root);
+        wait_for_signal(s12)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_steps_in_a_row_do_not_hold_up_the_ready_nodes_behind_them() {
+    // Each of the twelve steps is short, but together they are worth another task for
+    // the step that raises the signal, which otherwise waits for the last step, which
+    // waits for it.
+    for run in 0..4 {
+        let output = tokio::spawn(ChainBesideSignal::new(Signal::default()).run(1))
+            .await
+            .expect("the run's task ends");
+        assert!(output.expect("succeeds"), "run {run}: the signal waited");
+    }
 }
 
 /// How many tasks the runtime has.

@@ -9,11 +9,12 @@
 //! - while fewer of the run's tasks are busy than the runtime has workers (plus one: tokio
 //!   runs the first task a worker spawns on that worker, after the spawner, where no other
 //!   worker can take it), if the work it would take is worth a task: the queue holds
-//!   [`WORTH_A_TASK`] of work, or a task is about to start a step that takes that long,
-//!   with nodes in the queue behind it. Each node's step time is the one its last run
-//!   measured ([`NodeCost`], kept in the workflow's static graph); a step that never ran
-//!   counts as long. A run of light steps (a pipeline of transformations) then stays in
-//!   one task, where a helper task on another worker would cost more than it saves;
+//!   [`WORTH_A_TASK`] of work, or the task that would run it has that much work ahead of
+//!   it (the steps it ran since it last looked, and the one it is about to start). Each
+//!   node's step time is the one its last run measured ([`NodeCost`], kept in the
+//!   workflow's static graph); a step that never ran counts as long. A run of light steps
+//!   (a pipeline of transformations) then stays in one task, where a helper task on
+//!   another worker would cost more than it saves;
 //! - whenever a task's step waits with nodes left in the queue, which it hands to a new
 //!   task, whatever their times.
 //!
@@ -283,16 +284,21 @@ impl Lanes {
         if self.busy.load(Ordering::SeqCst) < self.spread_to()
             && worth_a_task(self.last_took(node), queued)
         {
-            self.spread();
+            self.spread_away();
         }
     }
 
-    /// A task is about to run `node`'s step: if the step may take long (it did last time,
-    /// or it never ran) and ready nodes wait in the queue, another task takes them rather
-    /// than let them wait for the step.
-    fn starting(self: &Arc<Self>, node: NodeId) {
-        if worth_a_task(self.last_took(node), 1) && self.ready.has_next() {
-            self.spread();
+    /// A task is about to run `node`'s step, after the steps it ran since it last looked at
+    /// the queue, which took `ahead` (by their last times). Once that and this step add up
+    /// to [`WORTH_A_TASK`] (a step that never ran counts as that much), and ready nodes wait
+    /// in the queue, another task takes them rather than let them wait for this task.
+    fn starting(self: &Arc<Self>, node: NodeId, ahead: &mut Duration) {
+        *ahead = ahead.saturating_add(self.last_took(node).unwrap_or(WORTH_A_TASK));
+        if *ahead >= WORTH_A_TASK {
+            *ahead = Duration::ZERO;
+            if self.ready.has_next() {
+                self.spread_away();
+            }
         }
     }
 
@@ -324,6 +330,16 @@ impl Lanes {
                 Err(now) => busy = now,
             }
         }
+    }
+
+    /// Starts tasks to take from the queue of ready nodes while this task goes on running
+    /// steps: two, unless enough are busy. The first task a worker spawns waits in that
+    /// worker's LIFO slot, where no other worker can take it, until the spawning task
+    /// gives the worker back; the second pushes it out to where the other workers take
+    /// from, and wakes one.
+    fn spread_away(self: &Arc<Self>) {
+        self.spread();
+        self.spread();
     }
 
     /// The next ready node for a task that has run out of its own; `None` once the queue
@@ -488,8 +504,9 @@ fn run_lane(mut lane: Lane, first: Option<NodeId>) -> impl Future<Output = ()> +
             // A task that the run's stop came before starts nothing.
             && !lanes.is_stopped()
         {
-            let attempts = |node| {
-                lanes.starting(node);
+            let mut ahead = Duration::ZERO;
+            let mut attempts = |node| {
+                lanes.starting(node, &mut ahead);
                 node_attempts(
                     &lanes.run,
                     lanes.graph,
@@ -544,18 +561,18 @@ fn yield_once() -> impl Future<Output = ()> {
 /// 100 µs, and a step that computes longer than that should run in `spawn_blocking`.
 const TURN: Duration = Duration::from_millis(1);
 
-/// How much work in the queue of ready nodes is worth starting a task for: less than a
-/// task costs the run (its spawn, waking a worker that sleeps, and its end) plus the time
-/// it saves, which is at most half the work. A run that keeps its ready nodes in one task
-/// ends at most this much later than one that spreads them, as long as its steps take
-/// about as long as they did before.
+/// How much work is worth another task. A task costs a run a few microseconds (its spawn,
+/// waking a worker that sleeps, and waiting for it at the run's end) and saves at most the
+/// work it takes over. So ready nodes wait in the queue while it holds less than this much
+/// work, and for no more than about this much of their task's work ahead of them (both by
+/// the steps' last times), before a task is started for them (if fewer than enough are
+/// busy).
 const WORTH_A_TASK: Duration = Duration::from_micros(10);
 
-/// Whether work that keeps a task busy is worth starting another task for: `count` steps
-/// that take as long as one did last time (`last`), or any step that never ran. The work
-/// a queue of ready nodes holds is counted as its length times the time of the node just
-/// added (counted anew at each node added); the work ahead of a queue, as the time of the
-/// step its task is about to run.
+/// Whether a queue of `count` ready nodes that take as long as the last one added did
+/// last time (`last`) is worth another task; a node that never ran is. (The queue's length
+/// times the time of the node just added stands for the work in it, counted anew at each
+/// node added.)
 fn worth_a_task(last: Option<Duration>, count: usize) -> bool {
     last.is_none_or(|took| {
         took.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX)) >= WORTH_A_TASK
@@ -738,7 +755,11 @@ mod tests {
 
     #[test]
     fn light_steps_are_worth_a_task_only_in_numbers() {
-        assert_eq!(WORTH_A_TASK, Duration::from_micros(10), "the counts below assume it");
+        assert_eq!(
+            WORTH_A_TASK,
+            Duration::from_micros(10),
+            "the counts below assume it"
+        );
         let light = Duration::from_nanos(300);
         assert!(!worth_a_task(Some(light), 1));
         assert!(!worth_a_task(Some(light), 33));
