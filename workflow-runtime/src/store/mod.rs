@@ -8,7 +8,14 @@
 //! ([`Interrupt`]); and the run's events, in sequence order. Across runs, it keeps the
 //! outputs of cached steps ([`CacheKey`], [`Store::cached`]). Two implementations:
 //! [`MemoryStore`] (tests, and runs that need no durability) and, with the `sqlite`
-//! feature, [`SqliteStore`] (one file, WAL mode, versioned schema).
+#![cfg_attr(
+    feature = "sqlite",
+    doc = " feature, [`SqliteStore`] (one file, WAL mode, versioned schema)."
+)]
+#![cfg_attr(
+    not(feature = "sqlite"),
+    doc = " feature, `SqliteStore` (one file, WAL mode, versioned schema)."
+)]
 //!
 //! The guarantee every store gives: progress and the events that report it are written in
 //! one transaction ([`Store::checkpoint`], [`Store::save_state`], [`Store::answer`]), so
