@@ -155,13 +155,18 @@ fn echo(x: u32) -> u32 {
     x
 }
 
+/// Keeps the thread busy for `time`, without waiting.
+fn compute_for(time: Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < time {
+        std::hint::spin_loop();
+    }
+}
+
 /// Computes for 2 µs without waiting.
 #[step]
 fn spin_briefly(x: u32) -> u32 {
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_micros(2) {
-        std::hint::spin_loop();
-    }
+    compute_for(Duration::from_micros(2));
     x + 1
 }
 
@@ -313,10 +318,7 @@ async fn steps_that_wait_all_wait_at_once_on_two_workers() {
 /// Computes for 100 µs without waiting.
 #[step]
 fn spin(x: u32) -> u32 {
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_micros(100) {
-        std::hint::spin_loop();
-    }
+    compute_for(Duration::from_micros(100));
     x + 1
 }
 
