@@ -131,20 +131,29 @@ workflow! {
     }
 }
 
+/// Drives four runs made by `run`, each from a task on a worker (as in a server), and
+/// checks that each one's output is true (`failure` says what a false one means).
+async fn true_in_four_runs_from_worker_tasks<F, Fut>(run: F, failure: &str)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, workflow::RunError>> + Send + 'static,
+{
+    for number in 0..4 {
+        let output = tokio::spawn(run()).await.expect("the run's task ends");
+        assert!(output.expect("succeeds"), "run {number}: {failure}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_step_does_not_hold_up_the_ready_nodes_behind_it() {
     // The first run knows nothing of its steps' times; the others know the long one took
     // 20 ms, and the short one a moment: it still goes to another task, on the other
     // worker. Each run is driven from a task on a worker, as in a server.
-    for run in 0..4 {
-        let output = tokio::spawn(LongBesideShort::new(Signal::default()).run(1))
-            .await
-            .expect("the run's task ends");
-        assert!(
-            output.expect("succeeds"),
-            "run {run}: the short step waited"
-        );
-    }
+    true_in_four_runs_from_worker_tasks(
+        || LongBesideShort::new(Signal::default()).run(1),
+        "the short step waited",
+    )
+    .await;
     let costs = LongBesideShort::graph().costs;
     assert!(costs[0].last() >= Some(Duration::from_millis(20)));
     assert!(costs[1].last().is_some());
@@ -203,12 +212,11 @@ async fn short_steps_in_a_row_do_not_hold_up_the_ready_nodes_behind_them() {
     // Each of the twelve steps is short, but together they are worth another task for
     // the step that raises the signal, which otherwise waits for the last step, which
     // waits for it.
-    for run in 0..4 {
-        let output = tokio::spawn(ChainBesideSignal::new(Signal::default()).run(1))
-            .await
-            .expect("the run's task ends");
-        assert!(output.expect("succeeds"), "run {run}: the signal waited");
-    }
+    true_in_four_runs_from_worker_tasks(
+        || ChainBesideSignal::new(Signal::default()).run(1),
+        "the signal waited",
+    )
+    .await;
 }
 
 /// How many tasks the runtime has.
